@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the mesh and its tests use, when they are missing:
+#   prometheus (Prometheus + promtool), chromium (browser tests), nghttp2-client (h2load).
+# Nothing is started as a system service: the project starts Prometheus itself.
+set -euo pipefail
+need=()
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing Debian packages: ${need[*]}"
+$sudo apt-get update -q -o DPkg::Lock::Timeout=600
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+  -o DPkg::Lock::Timeout=600 "${need[@]}"
+# The Debian package enables a Prometheus system service; the mesh runs its own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $sudo systemctl disable --now prometheus || true
+fi
