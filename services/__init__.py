@@ -1,0 +1,1 @@
+"""OpsConductor Mesh services: the public automation service and the internal pipeline."""

@@ -1,0 +1,1 @@
+"""The public automation service: validates, traces and forwards Execute to the pipeline."""

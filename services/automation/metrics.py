@@ -1,0 +1,45 @@
+"""The automation service's call metrics: ai_requests_total, ai_request_duration_seconds
+(with the trace id as exemplar) and ai_request_errors_total."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.common.metrics import DURATION_BUCKETS, PRECREATED_CODES
+from services.common.status import ERROR_REASONS
+
+NO_TOOL = "none"
+
+
+class ExecuteMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._requests = Counter("ai_requests_total", "Execute calls by tool and gRPC status.", ("tool", "status"),
+                                 registry=registry)
+        self._duration = Histogram("ai_request_duration_seconds", "Execute duration in the automation service.",
+                                   ("tool",), buckets=DURATION_BUCKETS, registry=registry)
+        self._errors = Counter("ai_request_errors_total", "Failed Execute calls by tool and error type.",
+                               ("tool", "error_type"), registry=registry)
+        # Label values come only from the pipeline's catalogue, so a caller cannot mint series.
+        self._known_tools: set[str] = set()
+        for code in PRECREATED_CODES:
+            self._requests.labels(NO_TOOL, code)
+        for reason in ERROR_REASONS:
+            self._errors.labels(NO_TOOL, reason)
+        self._duration.labels(NO_TOOL)
+
+    def learn_tools(self, names: list[str]) -> None:
+        for name in names:
+            if name not in self._known_tools:
+                self._known_tools.add(name)
+                self._requests.labels(name, "OK")
+                self._duration.labels(name)
+
+    def tool_label(self, name: str) -> str:
+        return name if name in self._known_tools else NO_TOOL
+
+    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str) -> None:
+        label = self.tool_label(tool)
+        self._requests.labels(label, code).inc()
+        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id})
+        if reason is not None:
+            self._errors.labels(label, reason).inc()

@@ -1,0 +1,112 @@
+"""AutomationService: validates, resolves the trace id, forwards to the pipeline with a
+deadline, maps failures to real statuses and records metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
+from opsconductor.pipeline.v1 import pipeline_pb2
+from services.automation.metrics import NO_TOOL, ExecuteMetrics
+from services.automation.pipeline_client import PipelineClient, UpstreamError
+from services.common import status, tracing
+from services.common.config import AutomationConfig
+from services.common.errors import MeshError, ValidationError
+from services.common.validation import check_execute
+
+_LOGGER = logging.getLogger(__name__)
+
+# Time kept back from the caller's deadline, so this service, not the caller's library,
+# reports the timeout with its ErrorInfo and trace id.
+DEADLINE_MARGIN_S = 0.1
+
+
+class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
+    def __init__(self, config: AutomationConfig, pipeline: PipelineClient, metrics: ExecuteMetrics | None) -> None:
+        self._timeout_s = config.execute_timeout_s
+        self._pool = config.common.pool
+        self._instance = config.common.instance
+        self._version = config.common.version
+        self._pipeline = pipeline
+        self._metrics = metrics  # None when TELEMETRY=off: no per-call metrics or logs
+
+    async def Execute(self, request: automation_pb2.ExecuteRequest, context: grpc.aio.ServicerContext):
+        start = time.perf_counter()
+        trace_id, bad_trace_id = _resolve_trace_id(request.trace_id, context)
+        tracing.current_trace_id.set(trace_id)
+        try:
+            if bad_trace_id:
+                raise ValidationError("trace_id must be 1-64 characters of [A-Za-z0-9._-]", field="trace_id")
+            check_execute(request.input, request.tool, request.platform, request.arguments)
+            reply = await self._pipeline.execute(
+                pipeline_pb2.ExecuteRequest(input=request.input, tool=request.tool, platform=request.platform,
+                                            trace_id=trace_id, arguments=request.arguments),
+                trace_id, self._pipeline_timeout(context))
+        except MeshError as error:
+            self._record(request.tool, status.STATUS_BY_REASON[error.reason].name, error.reason, start, trace_id)
+            await status.abort(context, status.status_for(error, trace_id))
+        except asyncio.CancelledError:
+            # The caller went away; cancelling this task has cancelled the pipeline call too.
+            self._record(request.tool, "CANCELLED", "CANCELLED", start, trace_id)
+            raise
+        except Exception:
+            _LOGGER.exception("execute failed unexpectedly")
+            self._record(request.tool, "INTERNAL", "INTERNAL_ERROR", start, trace_id)
+            await status.abort(context, status.rich_status(
+                grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id})", "INTERNAL_ERROR", trace_id))
+        context.set_trailing_metadata(((status.TRACE_ID_KEY, trace_id),))
+        self._record(reply.tool, "OK", None, start, trace_id)
+        return automation_pb2.ExecuteResponse(
+            success=True, output=reply.output, trace_id=trace_id, duration_ms=(time.perf_counter() - start) * 1000,
+            tool=reply.tool, pool=self._pool, instance=self._instance, pipeline_instance=reply.instance,
+            version=self._version)
+
+    async def ListTools(self, request: automation_pb2.ListToolsRequest, context: grpc.aio.ServicerContext):
+        trace_id, _ = _resolve_trace_id("", context)
+        tracing.current_trace_id.set(trace_id)
+        try:
+            reply = await self._pipeline.list_tools(request.platform, trace_id, self._pipeline_timeout(context))
+        except MeshError as error:
+            await status.abort(context, status.status_for(error, trace_id))
+        context.set_trailing_metadata(((status.TRACE_ID_KEY, trace_id),))
+        return automation_pb2.ListToolsResponse(tools=[
+            automation_pb2.Tool(
+                name=tool.name, description=tool.description, platforms=tool.platforms, input_hint=tool.input_hint,
+                arguments=[automation_pb2.ToolArgument(name=a.name, description=a.description, required=a.required,
+                                                       default_value=a.default_value, type=a.type)
+                           for a in tool.arguments])
+            for tool in reply.tools])
+
+    def _pipeline_timeout(self, context: grpc.aio.ServicerContext) -> float:
+        """min(EXECUTE_TIMEOUT_S, the caller's remaining time less a margin)."""
+        timeout = self._timeout_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
+        if timeout <= 0:
+            raise UpstreamError("TIMEOUT", "the caller's deadline leaves no time to run the tool")
+        return timeout
+
+    def _record(self, tool: str, code: str, reason: str | None, start: float, trace_id: str) -> None:
+        if self._metrics is None:
+            return
+        seconds = time.perf_counter() - start
+        self._metrics.observe(tool or NO_TOOL, code, reason, seconds, trace_id)
+        log = _LOGGER.warning if code in _SERVER_FAULTS else _LOGGER.info
+        log("execute", extra={"tool": tool, "code": code, "reason": reason, "duration_ms": round(seconds * 1000, 3)})
+
+
+_SERVER_FAULTS = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"}
+
+
+def _resolve_trace_id(field: str, context: grpc.aio.ServicerContext) -> tuple[str, bool]:
+    """The request field, else x-trace-id, else traceparent, else a new id; and whether the
+    field was present but invalid (then the error still needs a usable id)."""
+    if field and tracing.is_valid(field):
+        return field, False
+    from_metadata = tracing.from_metadata(context.invocation_metadata() or ())
+    return from_metadata or tracing.new_trace_id(), bool(field)

@@ -1,0 +1,1 @@
+"""Code both services share. It never imports a service package."""

@@ -1,0 +1,178 @@
+"""Service configuration: every environment variable, its default and its check, in one place.
+
+Read once at start into frozen dataclasses; bad values raise ConfigError, which the command
+line turns into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+
+POOLS = ("stable", "canary")
+DEFAULT_ALLOWLIST = "127.0.0.0/8,::1,localhost"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("opsconductor-mesh")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Settings both services take."""
+
+    pool: str  # POOL: "stable" or "canary"
+    version: str  # SERVICE_VERSION: reported in build info and responses
+    instance: str  # INSTANCE_NAME: this process's name in responses and logs
+    log_level: str  # LOG_LEVEL
+    shutdown_grace_s: float  # SHUTDOWN_GRACE_S: how long in-flight calls may finish on SIGTERM
+    telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
+
+
+@dataclass(frozen=True)
+class AutomationConfig:
+    """The public automation service."""
+
+    common: CommonConfig
+    grpc_addr: str  # AUTOMATION_GRPC_ADDR
+    metrics_addr: str  # AUTOMATION_METRICS_ADDR
+    pipeline_target: str  # PIPELINE_TARGET
+    execute_timeout_s: float  # EXECUTE_TIMEOUT_S: deadline of a pipeline call
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Deliberate failures, off by default, so canary analysis can be shown a bad canary."""
+
+    every_n: int  # FAULT_INJECT_EVERY_N: every Nth Execute fails (0 = never); deterministic
+    rate: float  # FAULT_INJECT_RATE: this fraction of Executes fail at random (0-1)
+    latency_ms: int  # FAULT_INJECT_LATENCY_MS: added to every Execute
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.every_n or self.rate or self.latency_ms)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The internal pipeline service."""
+
+    common: CommonConfig
+    grpc_addr: str  # PIPELINE_GRPC_ADDR
+    metrics_addr: str  # PIPELINE_METRICS_ADDR
+    bypass_llm: bool  # FEATURE_BYPASS_LLM: "ping"/echo runs echo directly, skipping selection
+    allowlist: tuple[str, ...]  # TOOL_ALLOWLIST: CIDRs, host names and *.suffix names
+    cache_size: int  # SELECTOR_CACHE_SIZE
+    cache_ttl_s: float  # SELECTOR_CACHE_TTL_S
+    faults: FaultConfig
+
+
+def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
+    grpc_addr = _address(env, "AUTOMATION_GRPC_ADDR", "127.0.0.1:3003")
+    return AutomationConfig(
+        common=_common(env, "automation", grpc_addr),
+        grpc_addr=grpc_addr,
+        metrics_addr=_address(env, "AUTOMATION_METRICS_ADDR", "127.0.0.1:9091"),
+        pipeline_target=_address(env, "PIPELINE_TARGET", "127.0.0.1:8001"),
+        execute_timeout_s=_number(env, "EXECUTE_TIMEOUT_S", 30.0, low=0.01, high=3600),
+    )
+
+
+def pipeline_config(env: Mapping[str, str] = os.environ) -> PipelineConfig:
+    grpc_addr = _address(env, "PIPELINE_GRPC_ADDR", "127.0.0.1:8001")
+    return PipelineConfig(
+        common=_common(env, "pipeline", grpc_addr),
+        grpc_addr=grpc_addr,
+        metrics_addr=_address(env, "PIPELINE_METRICS_ADDR", "127.0.0.1:9092"),
+        bypass_llm=_flag(env, "FEATURE_BYPASS_LLM", False),
+        allowlist=_allowlist(env.get("TOOL_ALLOWLIST", DEFAULT_ALLOWLIST)),
+        cache_size=int(_number(env, "SELECTOR_CACHE_SIZE", 1024, low=1, high=1_000_000, integer=True)),
+        cache_ttl_s=_number(env, "SELECTOR_CACHE_TTL_S", 300.0, low=0.001, high=86400),
+        faults=FaultConfig(
+            every_n=int(_number(env, "FAULT_INJECT_EVERY_N", 0, low=0, high=10**9, integer=True)),
+            rate=_number(env, "FAULT_INJECT_RATE", 0.0, low=0, high=1),
+            latency_ms=int(_number(env, "FAULT_INJECT_LATENCY_MS", 0, low=0, high=60_000, integer=True)),
+        ),
+    )
+
+
+def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfig:
+    pool = env.get("POOL", "stable")
+    if pool not in POOLS:
+        raise ConfigError(f"POOL must be one of {', '.join(POOLS)}, not {pool!r}")
+    level = env.get("LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
+    return CommonConfig(
+        pool=pool,
+        version=env.get("SERVICE_VERSION") or package_version(),
+        instance=env.get("INSTANCE_NAME") or f"{service}@{grpc_addr}",
+        log_level=level,
+        shutdown_grace_s=_number(env, "SHUTDOWN_GRACE_S", 10.0, low=0, high=3600),
+        telemetry=_flag(env, "TELEMETRY", True),
+    )
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' → (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    try:
+        split_address(value)
+    except ConfigError as error:
+        raise ConfigError(f"{name}: {error}") from None
+    return value
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, *, low: float, high: float, integer: bool = False
+) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind}, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _allowlist(raw: str) -> tuple[str, ...]:
+    entries = tuple(entry.strip().lower() for entry in raw.split(",") if entry.strip())
+    for entry in entries:
+        if "/" in entry or entry.replace(".", "").isdigit() or ":" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"TOOL_ALLOWLIST: {entry!r} is not a valid address or network") from None
+    return entries

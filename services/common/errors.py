@@ -1,0 +1,39 @@
+"""Domain errors: plain Python, no grpc, each naming the ErrorInfo reason it maps to."""
+
+from __future__ import annotations
+
+
+class MeshError(Exception):
+    """An error a caller can act on; `reason` is the google.rpc.ErrorInfo reason."""
+
+    reason = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.message = message
+        # Extra ErrorInfo metadata (for example the tool or argument at fault).
+        self.metadata = {key: str(value) for key, value in metadata.items()}
+
+
+class ValidationError(MeshError):
+    """The request is malformed: empty or oversized input, bad tool name or argument."""
+
+    reason = "VALIDATION_ERROR"
+
+
+class UnknownToolError(MeshError):
+    """The named tool is not in the catalogue, or no tool fits the input."""
+
+    reason = "UNKNOWN_TOOL"
+
+
+class DestinationDeniedError(MeshError):
+    """A network tool was asked to reach a destination outside the allowlist."""
+
+    reason = "DESTINATION_DENIED"
+
+
+class InjectedFaultError(MeshError):
+    """A failure injected on purpose (fault-injection settings), to test canary analysis."""
+
+    reason = "INJECTED_FAULT"

@@ -1,0 +1,106 @@
+"""PipelineService: translates proto ↔ domain, records metrics and maps errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from services.common import status, tracing
+from services.common.errors import MeshError, UnknownToolError, ValidationError
+from services.common.validation import check_execute
+from services.pipeline.faults import FaultInjector
+from services.pipeline.metrics import PipelineMetrics
+from services.pipeline.runner import Plan, ToolRunner
+from services.pipeline.selector import NoMatch
+from services.pipeline.tools import Tool
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
+    def __init__(self, runner: ToolRunner, faults: FaultInjector, *, pool: str, instance: str,
+                 metrics: PipelineMetrics | None) -> None:
+        self._runner = runner
+        self._faults = faults
+        self._pool = pool
+        self._instance = instance
+        self._metrics = metrics  # None when TELEMETRY=off: no per-call metrics or logs
+
+    async def Execute(self, request: pipeline_pb2.ExecuteRequest, context: grpc.aio.ServicerContext):
+        start = time.perf_counter()
+        trace_id = request.trace_id or tracing.from_metadata(context.invocation_metadata()) or tracing.new_trace_id()
+        tracing.current_trace_id.set(trace_id)
+        context.set_trailing_metadata(((status.TRACE_ID_KEY, trace_id),))
+        plan: Plan | None = None
+        try:
+            if not tracing.is_valid(trace_id):
+                raise ValidationError("trace_id must be 1-64 characters of [A-Za-z0-9._-]", field="trace_id")
+            check_execute(request.input, request.tool, request.platform, request.arguments)
+            await self._faults.apply()
+            plan = self._plan(request)
+            output = await self._runner.run(plan, request.input, request.arguments)
+        except MeshError as error:
+            self._finished(plan, "error", start, error.reason)
+            await status.abort(context, status.status_for(error, trace_id))
+        except asyncio.CancelledError:
+            # The caller cancelled or its deadline passed: the tool has stopped with the call.
+            self._finished(plan, "cancelled", start, "CANCELLED")
+            raise
+        except Exception:
+            _LOGGER.exception("tool failed unexpectedly", extra={"tool": plan.tool.name if plan else ""})
+            self._finished(plan, "error", start, "INTERNAL_ERROR")
+            await status.abort(context, status.rich_status(
+                grpc.StatusCode.INTERNAL, f"internal error in the pipeline (trace id {trace_id})",
+                "INTERNAL_ERROR", trace_id))
+        self._finished(plan, "ok", start, "OK")
+        return pipeline_pb2.ExecuteResponse(
+            output=output, trace_id=trace_id, duration_ms=(time.perf_counter() - start) * 1000,
+            tool=plan.tool.name, pool=self._pool, instance=self._instance, selection=plan.how)
+
+    async def ListTools(self, request: pipeline_pb2.ListToolsRequest, context: grpc.aio.ServicerContext):
+        tools = [tool for tool in self._runner.catalogue if not request.platform or request.platform in tool.platforms]
+        return pipeline_pb2.ListToolsResponse(tools=[_tool_message(tool) for tool in tools])
+
+    def _plan(self, request: pipeline_pb2.ExecuteRequest) -> Plan:
+        metrics = self._metrics
+        if metrics is None:
+            return self._runner.plan(request.input, request.tool, request.platform)
+        begin = time.perf_counter()
+        try:
+            plan = self._runner.plan(request.input, request.tool, request.platform)
+        except UnknownToolError as error:
+            reason = "no_match" if isinstance(error, NoMatch) else (
+                "platform" if "platform" in error.metadata else "unknown_tool")
+            metrics.selector_errors.labels(reason).inc()
+            raise
+        finally:
+            if not request.tool:
+                platform = request.platform or self._runner.host_platform
+                metrics.searches.labels(platform).inc()
+                metrics.search_seconds.labels(platform).observe(time.perf_counter() - begin)
+        if plan.selection is not None:
+            (metrics.cache_hits if plan.selection.cached else metrics.cache_misses).inc()
+            metrics.selections.labels(plan.tool.name).inc()
+        return plan
+
+    def _finished(self, plan: Plan | None, outcome: str, start: float, code: str) -> None:
+        if self._metrics is None:
+            return
+        tool = plan.tool.name if plan else "none"
+        if plan is not None:
+            self._metrics.tool_runs.labels(tool, outcome).inc()
+        _LOGGER.info("execute", extra={"tool": tool, "outcome": outcome, "code": code,
+                                       "selection": plan.how if plan else "",
+                                       "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
+
+
+def _tool_message(tool: Tool) -> pipeline_pb2.Tool:
+    return pipeline_pb2.Tool(
+        name=tool.name, description=tool.description, platforms=tool.platforms, input_hint=tool.input_hint,
+        arguments=[pipeline_pb2.ToolArgument(name=argument.name, description=argument.description,
+                                             required=argument.required, default_value=argument.default,
+                                             type=argument.type) for argument in tool.arguments])

@@ -1,0 +1,36 @@
+"""delay: waits a given time, cancellably; for deadline, load and drain tests."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+
+from services.common.errors import ValidationError
+from services.pipeline.tools.base import Argument, Tool, ToolContext
+
+MAX_DELAY_MS = 60_000
+
+
+async def _delay(input_text: str, arguments: Mapping[str, object], _context: ToolContext) -> str:
+    milliseconds = arguments.get("ms")
+    if milliseconds is None:
+        # "delay 250" reads naturally: take the first number in the input when ms is not given.
+        number = re.search(r"\d+", input_text)
+        milliseconds = int(number.group()) if number else 1000
+    if not 0 <= int(milliseconds) <= MAX_DELAY_MS:
+        raise ValidationError(f"delay must be between 0 and {MAX_DELAY_MS} ms, not {milliseconds}", argument="ms")
+    await asyncio.sleep(int(milliseconds) / 1000)  # cancelled with the call
+    return f"slept {int(milliseconds)} ms"
+
+
+DELAY = Tool(
+    name="delay",
+    description="Sleeps for the given number of milliseconds, then answers; cancelled with the call.",
+    run=_delay,
+    input_hint="any text; the first number is the delay in ms when the ms argument is absent",
+    keywords=("delay", "sleep", "wait", "pause", "slow", "ms", "milliseconds", "seconds"),
+    input_pattern=re.compile(r"(?i)\s*(delay|sleep|wait)\b.*"),
+    arguments=(Argument("ms", f"time to sleep in milliseconds (0-{MAX_DELAY_MS})", type="int",
+                        low=0, high=MAX_DELAY_MS),),
+)
