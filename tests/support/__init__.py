@@ -1,0 +1,1 @@
+"""Helpers the tests share: processes on free loopback ports, waited on through health checks."""

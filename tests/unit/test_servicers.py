@@ -1,0 +1,180 @@
+"""Both servicers with a fake context: proto ↔ domain, error mapping, trace ids, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from prometheus_client import CollectorRegistry
+
+from opsconductor.automation.v1 import automation_pb2
+from opsconductor.pipeline.v1 import pipeline_pb2
+from services.automation.metrics import ExecuteMetrics
+from services.automation.pipeline_client import UpstreamError, _translate
+from services.automation.servicer import AutomationServicer
+from services.common.config import FaultConfig, automation_config
+from services.pipeline.allowlist import Allowlist
+from services.pipeline.faults import FaultInjector
+from services.pipeline.metrics import PipelineMetrics
+from services.pipeline.runner import ToolRunner
+from services.pipeline.selector import KeywordSelector
+from services.pipeline.servicer import PipelineServicer
+from services.pipeline.tools import CATALOGUE, ToolContext
+from tests.unit.fakes import Aborted, FakeContext
+
+
+class FakePipeline:
+    """Answers like the pipeline client: a reply, or an exception to raise."""
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[pipeline_pb2.ExecuteRequest, str, float]] = []
+
+    async def execute(self, request, trace_id, timeout_s):
+        self.calls.append((request, trace_id, timeout_s))
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+PONG = pipeline_pb2.ExecuteResponse(output="pong", tool="echo", instance="pipe-1", pool="stable")
+
+
+def automation(outcome=PONG, env=None) -> tuple[AutomationServicer, FakePipeline]:
+    pipeline = FakePipeline(outcome)
+    metrics = ExecuteMetrics(CollectorRegistry())
+    metrics.learn_tools(["echo", "delay"])
+    return AutomationServicer(automation_config(env or {"INSTANCE_NAME": "auto-1"}), pipeline, metrics), pipeline
+
+
+def call(servicer, context=None, **fields):
+    context = context or FakeContext()
+    try:
+        reply = asyncio.run(servicer.Execute(automation_pb2.ExecuteRequest(**fields), context))
+    except Aborted:
+        reply = None
+    return reply, context
+
+
+def test_ok_reply_is_success_with_trace_id_pool_and_instances():
+    servicer, pipeline = automation()
+    reply, context = call(servicer, input="ping", trace_id="t-1")
+    assert reply.success and reply.output == "pong" and reply.tool == "echo" and reply.trace_id == "t-1"
+    assert (reply.pool, reply.instance, reply.pipeline_instance) == ("stable", "auto-1", "pipe-1")
+    assert context.code is None and context.trailing_value("x-trace-id") == "t-1"
+    request, trace_id, timeout = pipeline.calls[0]
+    assert request.trace_id == trace_id == "t-1" and timeout == 30
+
+
+@pytest.mark.parametrize(("reason", "code"), [
+    ("TIMEOUT", grpc.StatusCode.DEADLINE_EXCEEDED), ("BAD_GATEWAY", grpc.StatusCode.UNAVAILABLE),
+    ("UNKNOWN_TOOL", grpc.StatusCode.NOT_FOUND), ("DESTINATION_DENIED", grpc.StatusCode.PERMISSION_DENIED),
+    ("VALIDATION_ERROR", grpc.StatusCode.INVALID_ARGUMENT), ("INJECTED_FAULT", grpc.StatusCode.INTERNAL),
+])
+def test_pipeline_errors_become_their_statuses(reason, code):
+    servicer, _ = automation(UpstreamError(reason, "went wrong"))
+    reply, context = call(servicer, input="ping", trace_id="t-2")
+    assert reply is None and context.code == code and context.details == "went wrong"
+    assert context.trailing_value("x-trace-id") == "t-2"
+
+
+def test_unexpected_exception_is_internal_without_a_traceback():
+    servicer, _ = automation(RuntimeError("secret internals at line 42"))
+    _, context = call(servicer, input="ping", trace_id="t-3")
+    assert context.code == grpc.StatusCode.INTERNAL
+    assert "secret" not in context.details and "t-3" in context.details
+
+
+def test_invalid_trace_id_field_is_rejected_but_the_error_has_a_usable_id():
+    servicer, pipeline = automation()
+    _, context = call(servicer, FakeContext(metadata=(("x-trace-id", "from-meta"),)), input="ping", trace_id="bad id")
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and context.trailing_value("x-trace-id") == "from-meta"
+    assert not pipeline.calls
+
+
+def test_pipeline_deadline_is_the_callers_remaining_time_less_a_margin():
+    servicer, pipeline = automation()
+    call(servicer, FakeContext(time_remaining=2.0), input="ping")
+    assert pipeline.calls[0][2] == pytest.approx(1.9)
+    _, context = call(servicer, FakeContext(time_remaining=0.05), input="ping")
+    assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED and len(pipeline.calls) == 1
+
+
+def _aio_error(code: grpc.StatusCode, details: str, reason: str | None = None) -> grpc.aio.AioRpcError:
+    trailing = grpc.aio.Metadata()
+    if reason:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="opsconductor", metadata={"trace_id": "x"}))
+        trailing.add("grpc-status-details-bin",
+                     status_pb2.Status(code=code.value[0], message=details, details=[detail]).SerializeToString())
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details)
+
+
+@pytest.mark.parametrize(("code", "reason", "expected"), [
+    (grpc.StatusCode.DEADLINE_EXCEEDED, None, "TIMEOUT"),
+    (grpc.StatusCode.UNAVAILABLE, None, "BAD_GATEWAY"),
+    (grpc.StatusCode.NOT_FOUND, "UNKNOWN_TOOL", "UNKNOWN_TOOL"),
+    (grpc.StatusCode.INTERNAL, "INJECTED_FAULT", "INJECTED_FAULT"),
+    (grpc.StatusCode.INTERNAL, None, "INTERNAL_ERROR"),  # no ErrorInfo: never passed through as is
+    (grpc.StatusCode.UNIMPLEMENTED, None, "INTERNAL_ERROR"),
+    (grpc.StatusCode.NOT_FOUND, "TIMEOUT", "INTERNAL_ERROR"),  # reason and code disagree
+])
+def test_pipeline_rpc_errors_are_translated_deliberately(code, reason, expected):
+    assert _translate(_aio_error(code, "details", reason), 30).reason == expected
+
+
+# --- pipeline servicer -------------------------------------------------------------------------
+
+def pipeline_servicer(faults=FaultConfig(0, 0, 0), bypass=False) -> PipelineServicer:
+    runner = ToolRunner(CATALOGUE, KeywordSelector(CATALOGUE), ToolContext(Allowlist(["127.0.0.0/8", "localhost"])),
+                        bypass_llm=bypass, host_platform="linux")
+    metrics = PipelineMetrics(CollectorRegistry(), [tool.name for tool in CATALOGUE], ["linux"])
+    return PipelineServicer(runner, FaultInjector(faults), pool="canary", instance="pipe-9", metrics=metrics)
+
+
+def pipeline_call(servicer, **fields):
+    context = FakeContext()
+    try:
+        return asyncio.run(servicer.Execute(pipeline_pb2.ExecuteRequest(**fields), context)), context
+    except Aborted:
+        return None, context
+
+
+def test_pipeline_runs_and_reports_how_the_tool_was_chosen():
+    reply, context = pipeline_call(pipeline_servicer(bypass=True), input="ping", trace_id="p-1")
+    assert (reply.output, reply.tool, reply.selection, reply.pool, reply.instance) == \
+        ("pong", "echo", "bypass", "canary", "pipe-9")
+    assert context.trailing_value("x-trace-id") == "p-1"
+    reply, _ = pipeline_call(pipeline_servicer(), input="sleep 1")
+    assert (reply.tool, reply.selection, reply.output) == ("delay", "selected", "slept 1 ms")
+
+
+@pytest.mark.parametrize(("fields", "code"), [
+    ({"input": ""}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"input": "x", "tool": "nope"}, grpc.StatusCode.NOT_FOUND),
+    ({"input": "192.0.2.7:22", "tool": "tcp_check"}, grpc.StatusCode.PERMISSION_DENIED),
+    ({"input": "x", "tool": "delay", "arguments": {"ms": "-1"}}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"input": "ping", "trace_id": "no spaces allowed"}, grpc.StatusCode.INVALID_ARGUMENT),
+])
+def test_pipeline_errors_are_statuses(fields, code):
+    reply, context = pipeline_call(pipeline_servicer(), **fields)
+    assert reply is None and context.code == code
+
+
+def test_pipeline_injected_fault_is_internal():
+    servicer = pipeline_servicer(FaultConfig(every_n=1, rate=0, latency_ms=0))
+    _, context = pipeline_call(servicer, input="ping")
+    assert context.code == grpc.StatusCode.INTERNAL and "injected" in context.details
+
+
+def test_pipeline_list_tools_filters_by_platform():
+    servicer = pipeline_servicer()
+    every = asyncio.run(servicer.ListTools(pipeline_pb2.ListToolsRequest(), FakeContext()))
+    assert [tool.name for tool in every.tools] == [tool.name for tool in CATALOGUE]
+    delay = next(tool for tool in every.tools if tool.name == "delay")
+    assert delay.arguments[0].name == "ms" and delay.arguments[0].type == "int"
+    none = asyncio.run(servicer.ListTools(pipeline_pb2.ListToolsRequest(platform="windows"), FakeContext()))
+    assert list(none.tools) == []
