@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--bypass-llm", action="store_const", const="true",
                           help="run ping/echo directly (FEATURE_BYPASS_LLM)")
     pipeline.set_defaults(func=_pipeline)
+
+    from mesh import bench
+
+    bench.add_parser(commands)
     return parser
 
 

@@ -96,8 +96,10 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
             return
         seconds = time.perf_counter() - start
         self._metrics.observe(tool or NO_TOOL, code, reason, seconds, trace_id)
-        log = _LOGGER.warning if code in _SERVER_FAULTS else _LOGGER.info
-        log("execute", extra={"tool": tool, "code": code, "reason": reason, "duration_ms": round(seconds * 1000, 3)})
+        # Successful calls log at DEBUG: Envoy's access log already records every call, and a
+        # JSON line per call at INFO costs more CPU than the call's own work.
+        level = logging.WARNING if code in _SERVER_FAULTS else logging.DEBUG if code == "OK" else logging.INFO
+        _LOGGER.log(level, "execute", extra={"tool": tool, "code": code, "reason": reason, "duration_ms": round(seconds * 1000, 3)})
 
 
 _SERVER_FAULTS = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"}

@@ -93,7 +93,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         tool = plan.tool.name if plan else "none"
         if plan is not None:
             self._metrics.tool_runs.labels(tool, outcome).inc()
-        _LOGGER.info("execute", extra={"tool": tool, "outcome": outcome, "code": code,
+        # Successes log at DEBUG (see the automation servicer); failures and cancels at INFO.
+        _LOGGER.log(logging.DEBUG if outcome == "ok" else logging.INFO, "execute", extra={"tool": tool, "outcome": outcome, "code": code,
                                        "selection": plan.how if plan else "",
                                        "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
 
