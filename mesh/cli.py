@@ -57,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="run ping/echo directly (FEATURE_BYPASS_LLM)")
     pipeline.set_defaults(func=_pipeline)
 
-    from mesh import bench
+    from mesh import bench, canary, up
 
+    up.add_parsers(commands)
+    canary.add_parser(commands, up.DEFAULT_STATE_DIR)
     bench.add_parser(commands)
     return parser
 

@@ -1,0 +1,334 @@
+"""The local stack behind `opsconductor up`: both pools, Envoy, the page and Prometheus as
+child processes, started in order and waited on through their health checks, watched while
+they run, and stopped gracefully, all of them, whatever happened."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from mesh import envoy_admin, envoy_config, prometheus_config
+from mesh.envoy_variants import local_settings
+from mesh.ports import Ports, check_free, replica_ports
+from mesh.processes import BIN, Child, free_port, wait_for
+from mesh.prometheus_config import ScrapeTarget
+
+_LOGGER = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTOMATION = "opsconductor.automation.v1.AutomationService"
+PIPELINE = "opsconductor.pipeline.v1.PipelineService"
+STATE_FILE = "stack.json"
+WEIGHTS_FILE = "weights.json"
+START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a pool runs: a checkout of the code, its version and extra environment."""
+
+    source: Path
+    version: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self, service: str) -> list[str]:
+        # The checkout's own code: `-m` with the checkout as working directory imports from it first.
+        return [sys.executable, "-m", "mesh.cli", service]
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Everything `up` was asked for."""
+
+    state_dir: Path
+    ports: Ports = Ports()
+    stable_replicas: int = 1
+    canary_replicas: int = 1
+    stable: Version = Version(ROOT, "")
+    canary: Version = Version(ROOT, "", {"FEATURE_BYPASS_LLM": "true"})
+    scrape_interval_s: float = 15.0
+    with_prometheus: bool = True
+    with_page: bool = True
+    envoy_overrides: dict[str, object] = field(default_factory=dict)
+    log_level: str = "INFO"
+    auto_service_ports: bool = False  # free ports for the services instead of the port table
+
+
+@dataclass
+class Replica:
+    pool: str
+    index: int
+    ports: dict[str, int]
+    version: Version
+
+    @property
+    def name(self) -> str:
+        return f"{self.pool}-{self.index + 1}"
+
+    @property
+    def automation_addr(self) -> str:
+        return f"127.0.0.1:{self.ports['automation']}"
+
+    @property
+    def pipeline_addr(self) -> str:
+        return f"127.0.0.1:{self.ports['pipeline']}"
+
+
+class StartError(RuntimeError):
+    """A component did not come up; everything started so far has been stopped."""
+
+
+class Stack:
+    def __init__(self, spec: StackSpec, echo: Callable[[str], None] = print) -> None:
+        self.spec = spec
+        self.echo = echo
+        self.logs = spec.state_dir / "logs"
+        self.replicas = [Replica(pool, i, _free_ports() if spec.auto_service_ports else replica_ports(pool, i),
+                                 spec.stable if pool == "stable" else spec.canary)
+                         for pool, count in (("stable", spec.stable_replicas), ("canary", spec.canary_replicas))
+                         for i in range(count)]
+        self.children: dict[str, Child] = {}
+        self.endpoints: dict[str, str] = {}
+        self._expected_down: set[str] = set()
+        self._lock = threading.RLock()  # components change under the control thread too
+        self.admin = envoy_admin.EnvoyAdmin(f"http://127.0.0.1:{spec.ports.envoy_admin}")
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def required_ports(self) -> dict[str, int]:
+        ports = {"gateway": self.spec.ports.gateway, "Envoy admin": self.spec.ports.envoy_admin,
+                 "Envoy stats": self.spec.ports.envoy_stats}
+        if self.page_available():
+            ports["page"] = self.spec.ports.page
+        if self.prometheus_binary():
+            ports["Prometheus"] = self.spec.ports.prometheus
+        for replica in self.replicas:
+            ports.update({f"{replica.name} {use}": port for use, port in replica.ports.items()})
+        return ports
+
+    def start(self) -> None:
+        """Starts every component in order; on any failure stops them all and raises StartError."""
+        check_free(self.required_ports())
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            for replica in self.replicas:
+                self._start_replica(replica, replica.version)
+            self._start_envoy()
+            if self.page_available():
+                self._start_page()
+            else:
+                self.echo("page: web_client/dist is not built (run `npm ci && npm run build` in web_client); "
+                          "starting without it")
+            if self.prometheus_binary():
+                self._start_prometheus()
+            else:
+                self.echo("prometheus: not installed; starting without it. Install it with "
+                          "`apt-get install --no-install-recommends prometheus` (or `make setup`).")
+        except Exception as error:
+            self.stop()
+            raise StartError(str(error)) from None
+        self.write_state()
+
+    def _child(self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Child:
+        child = Child(name, argv, env, self.logs / f"{name}.log", cwd=cwd).start()
+        with self._lock:
+            self.children[name] = child
+        return child
+
+    def _start_replica(self, replica: Replica, version: Version) -> None:
+        common = {"POOL": replica.pool, "SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
+                  "PYTHONPATH": str(version.source), **version.env}
+        pipeline = self._child(f"{replica.name}-pipeline", version.command("pipeline"), {
+            **common, "PIPELINE_GRPC_ADDR": replica.pipeline_addr, "INSTANCE_NAME": f"{replica.name}-pipeline",
+            "PIPELINE_METRICS_ADDR": f"127.0.0.1:{replica.ports['pipeline_metrics']}"}, cwd=version.source)
+        pipeline.wait_healthy(replica.pipeline_addr, PIPELINE, START_TIMEOUT_S)
+        automation = self._child(f"{replica.name}-automation", version.command("automation"), {
+            **common, "AUTOMATION_GRPC_ADDR": replica.automation_addr, "PIPELINE_TARGET": replica.pipeline_addr,
+            "AUTOMATION_METRICS_ADDR": f"127.0.0.1:{replica.ports['automation_metrics']}",
+            "INSTANCE_NAME": f"{replica.name}-automation"}, cwd=version.source)
+        automation.wait_healthy(replica.automation_addr, AUTOMATION, START_TIMEOUT_S)
+        replica.version = version
+        self.endpoints[f"{replica.name} automation"] = replica.automation_addr
+
+    def envoy_settings(self) -> envoy_config.EnvoySettings:
+        ports = self.spec.ports
+        hosts = {pool: tuple(("127.0.0.1", r.ports["automation"]) for r in self.replicas if r.pool == pool)
+                 for pool in ("stable", "canary")}
+        settings = local_settings(
+            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway, admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
+            cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
+            access_log_path=str(self.logs / "envoy-access.log"), **self.spec.envoy_overrides)
+        return settings
+
+    def _start_envoy(self) -> None:
+        config = self.spec.state_dir / "envoy.yaml"
+        config.write_text(envoy_config.to_yaml(envoy_config.render(self.envoy_settings())))
+        envoy = self._child("envoy", [str(BIN / "envoy"), "-c", str(config), "--disable-hot-restart",
+                                      "--concurrency", "1", "--log-level", "warning"], {})
+
+        def ready() -> bool:
+            if not envoy.running():
+                raise RuntimeError(f"envoy exited with code {envoy.popen.returncode}:\n{envoy.log_tail()}")
+            try:
+                health = self.admin.pool_health()
+            except envoy_admin.AdminError:
+                return False
+            return all(health.get(pool) and health[pool].healthy == health[pool].total for pool in ("stable", "canary"))
+
+        wait_for(ready, START_TIMEOUT_S, "Envoy to see every pool healthy")
+        saved = self.saved_weights()
+        if saved is not None:
+            self.admin.set_weights(saved["stable"], saved["canary"])
+            self.echo(f"envoy: re-applied saved weights stable {saved['stable']} / canary {saved['canary']}")
+        self.endpoints["gateway (gRPC, gRPC-Web)"] = f"127.0.0.1:{self.spec.ports.gateway}"
+        self.endpoints["Envoy admin"] = f"http://127.0.0.1:{self.spec.ports.envoy_admin}"
+        self.endpoints["Envoy stats"] = f"http://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
+
+    def page_available(self) -> bool:
+        return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
+
+    def _start_page(self) -> None:
+        url = f"http://127.0.0.1:{self.spec.ports.page}"
+        page = self._child("page", [sys.executable, "-m", "mesh.static_server", "--directory",
+                                    str(ROOT / "web_client" / "dist"), "--addr", f"127.0.0.1:{self.spec.ports.page}",
+                                    "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}"], {}, cwd=ROOT)
+        wait_for(lambda: _http_ok(f"{url}/healthz", page), START_TIMEOUT_S, "the page server")
+        self.endpoints["Exec Sandbox page"] = url
+
+    def prometheus_binary(self) -> str | None:
+        return shutil.which("prometheus") if self.spec.with_prometheus else None
+
+    def _start_prometheus(self) -> None:
+        config = self.spec.state_dir / "prometheus.yml"
+        targets = [ScrapeTarget("envoy", "", "gateway", f"127.0.0.1:{self.spec.ports.envoy_stats}")]
+        for replica in self.replicas:
+            for service in ("automation", "pipeline"):
+                targets.append(ScrapeTarget(service, replica.pool, f"{replica.name}-{service}",
+                                            f"127.0.0.1:{replica.ports[service + '_metrics']}"))
+        prometheus_config.write_config(config, targets, scrape_interval=self.spec.scrape_interval_s,
+                                       rule_files=(str(ROOT / "observability" / "prometheus" / "rules" / "*.yml"),))
+        storage = self.spec.state_dir / "prometheus-data"
+        url = f"http://127.0.0.1:{self.spec.ports.prometheus}"
+        prometheus = self._child("prometheus", [
+            self.prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={storage}",
+            f"--web.listen-address=127.0.0.1:{self.spec.ports.prometheus}", "--enable-feature=exemplar-storage",
+            "--web.enable-lifecycle", "--log.level=warn"], {})
+        wait_for(lambda: _http_ok(f"{url}/-/ready", prometheus), START_TIMEOUT_S, "Prometheus")
+        self.endpoints["Prometheus"] = url
+
+    # --- run -----------------------------------------------------------------------------------
+
+    def watch(self, stop: threading.Event) -> str | None:
+        """Returns None when `stop` is set, or a report of the component that crashed."""
+        while not stop.wait(0.2):
+            with self._lock:
+                for name, child in self.children.items():
+                    if name not in self._expected_down and not child.running():
+                        return (f"{name} crashed (exit code {child.popen.returncode}); its last lines:\n"
+                                f"{child.log_tail(15)}")
+        return None
+
+    def stop(self) -> None:
+        """Stops every child, newest first, gracefully (SIGTERM, then SIGKILL after a grace)."""
+        with self._lock:
+            self._expected_down.update(self.children)
+            for name, child in reversed(list(self.children.items())):
+                code = child.stop(signal.SIGTERM, timeout=20)
+                _LOGGER.info("stopped %s (exit code %s)", name, code)
+
+    # --- changes while running -------------------------------------------------------------------
+
+    def restart_pool(self, pool: str, version: Version, progress: Callable[[str], None]) -> None:
+        """Restarts a pool's replicas on `version`, one at a time; Envoy drains each around it."""
+        for replica in [r for r in self.replicas if r.pool == pool]:
+            names = [f"{replica.name}-automation", f"{replica.name}-pipeline"]
+            with self._lock:
+                self._expected_down.update(names)
+                for name in names:  # automation first: it drains its calls before the pipeline goes
+                    self.children[name].stop(signal.SIGTERM, timeout=20)
+            self._start_replica(replica, version)
+            with self._lock:
+                self._expected_down.difference_update(names)
+            wait_for(lambda: self.admin.pool_health()[pool].healthy == self.admin.pool_health()[pool].total,
+                     START_TIMEOUT_S, f"Envoy to see {replica.name} healthy again")
+            progress(f"{replica.name} restarted on version {version.version or '(working tree)'}")
+        self.write_state()
+
+    def stop_components(self, names: list[str]) -> None:
+        """Stops service processes on purpose (outage drills): no crash is reported for them."""
+        with self._lock:
+            unknown = [name for name in names if name not in self.children or not name.startswith(("stable-", "canary-"))]
+            if unknown:
+                raise ValueError(f"no such service process: {', '.join(unknown)}")
+            self._expected_down.update(names)
+            for name in names:
+                self.children[name].stop(signal.SIGTERM, timeout=20)
+
+    def start_components(self, names: list[str]) -> None:
+        """Starts stopped service processes again as they were, and waits for their health."""
+        for name in names:
+            with self._lock:
+                old = self.children[name]
+                if old.running():
+                    continue
+                child = Child(old.name, old.argv, old.env, old.log_path, cwd=old.cwd).start()
+                self.children[name] = child
+            replica = next(r for r in self.replicas if name.startswith(r.name + "-"))
+            if name.endswith("-pipeline"):
+                child.wait_healthy(replica.pipeline_addr, PIPELINE, START_TIMEOUT_S)
+            else:
+                child.wait_healthy(replica.automation_addr, AUTOMATION, START_TIMEOUT_S)
+            with self._lock:
+                self._expected_down.discard(name)
+        self.write_state()
+
+    def saved_weights(self) -> dict[str, int] | None:
+        path = self.spec.state_dir / WEIGHTS_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_weights(self, weights: envoy_admin.Weights) -> None:
+        (self.spec.state_dir / WEIGHTS_FILE).write_text(json.dumps(asdict(weights)))
+
+    def write_state(self) -> None:
+        """What `status`, `down` and `canary` read: PIDs, addresses and versions."""
+        with self._lock:
+            state = {
+                "supervisor_pid": os.getpid(),
+                "ports": asdict(self.spec.ports),
+                "endpoints": self.endpoints,
+                "components": {name: {"pid": child.pid, "log": str(child.log_path)}
+                               for name, child in self.children.items()},
+                "replicas": [{"name": r.name, "pool": r.pool, "automation": r.automation_addr,
+                              "pipeline": r.pipeline_addr, "version": r.version.version,
+                              "source": str(r.version.source)} for r in self.replicas],
+                "control_socket": str(self.spec.state_dir / "control.sock"),
+            }
+        (self.spec.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def _free_ports() -> dict[str, int]:
+    return {use: free_port() for use in ("automation", "automation_metrics", "pipeline", "pipeline_metrics")}
+
+
+def _http_ok(url: str, child: Child) -> bool:
+    if not child.running():
+        raise RuntimeError(f"{child.name} exited with code {child.popen.returncode}:\n{child.log_tail()}")
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def with_version(version: Version, **env: str) -> Version:
+    return replace(version, env={**version.env, **env})
