@@ -11,7 +11,7 @@ from typing import Any
 _LOGGER = logging.getLogger(__name__)
 
 # Keys written bare; anything else (and YAML 1.1 booleans/nulls) is quoted.
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 _AMBIGUOUS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 # Strings written bare: no leading digit, sign, dot, "%" or "*", no spaces, no trailing colon.
 _PLAIN_STRING = re.compile(r"^[A-Za-z_/][A-Za-z0-9_.\-/:@]*(?<!:)$")

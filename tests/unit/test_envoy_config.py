@@ -1,0 +1,337 @@
+"""The gateway's Envoy config: every variant passes `envoy --mode validate` with no warning,
+committed renders are fresh, and the routing, failover and weight rules hold."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mesh import envoy_variants, yamltext
+from mesh.envoy_admin import EnvoyAdmin, PoolCalls, PoolHealth, Weights, validate_weights
+from mesh.envoy_config import EnvoySettings, JwtSettings, render, to_yaml
+from tests.support.procs import BIN
+
+ENVOY = str(BIN / "envoy")
+AUTOMATION = "/opsconductor.automation.v1.AutomationService/"
+
+
+def envoy_validate(config_text: str, tmp_path: Path) -> str:
+    """Runs `envoy --mode validate`; returns its output, failing on an error or any warning."""
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config_text)
+    result = subprocess.run([ENVOY, "--mode", "validate", "-c", str(path), "--disable-hot-restart",
+                             "--log-level", "warn"], capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # A deprecated field only warns; such a config breaks on a later Envoy, so it fails here.
+    assert "deprecated" not in output.lower(), output
+    assert not re.search(r"\]\[(warning|error|critical)\]", output), output
+    return output
+
+
+def with_local_jwks(text: str, tmp_path: Path) -> str:
+    """The production config pointing at a JWKS file that exists here (Envoy reads it)."""
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k",
+                                          "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}))
+    assert envoy_variants.JWKS_PATH in text
+    return text.replace(envoy_variants.JWKS_PATH, str(jwks))
+
+
+def routes(config: dict) -> list[dict]:
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def http_filters(config: dict) -> list[str]:
+    listener = config["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return [f["name"].rsplit(".", 1)[-1] for f in hcm["http_filters"]]
+
+
+def clusters(config: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in config["static_resources"]["clusters"]}
+
+
+def route_for(config: dict, path: str, headers: dict[str, str] | None = None) -> dict:
+    """The first route matching like Envoy would (regex path, exact header values)."""
+    for route in routes(config):
+        match = route["match"]
+        if not re.fullmatch(match["safe_regex"]["regex"], path):
+            continue
+        wanted = {h["name"]: h["string_match"]["exact"] for h in match.get("headers", [])}
+        if all((headers or {}).get(name) == value for name, value in wanted.items()):
+            return route
+    raise AssertionError(f"no route for {path}")
+
+
+# --- Envoy itself accepts every variant -----------------------------------------------------
+
+@pytest.mark.parametrize("variant", sorted(envoy_variants.VARIANTS))
+def test_every_variant_passes_envoy_validate_without_warnings(variant, tmp_path):
+    text = envoy_variants.envoy_yaml(variant)
+    if variant == "production":
+        text = with_local_jwks(text, tmp_path)
+    assert "OK" in envoy_validate(text, tmp_path)
+
+
+def test_the_validation_catches_a_deprecated_field(tmp_path):
+    # The check above must be able to fail: VirtualHost.cors is deprecated in this Envoy.
+    config = render(EnvoySettings())
+    routes_config = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes_config["typed_config"]["route_config"]["virtual_hosts"][0]["cors"] = {
+        "allow_origin_string_match": [{"exact": "http://x"}]}
+    with pytest.raises(AssertionError, match="deprecated"):
+        envoy_validate(to_yaml(config), tmp_path)
+
+
+def test_committed_renders_are_fresh():
+    assert envoy_variants.stale_files() == [], "run `python -m mesh.envoy_config --write`"
+
+
+def test_configmaps_carry_the_variant_config_verbatim():
+    for path, variant in (("deploy/k8s/base/envoy-config.yaml", "k8s"),
+                          ("deploy/k8s/production/envoy-config.yaml", "production")):
+        configmap = yaml.safe_load((envoy_variants.ROOT / path).read_text())
+        assert configmap["kind"] == "ConfigMap"
+        assert configmap["data"]["envoy.yaml"] == envoy_variants.envoy_yaml(variant)
+
+
+@pytest.mark.parametrize("variant", sorted(envoy_variants.VARIANTS))
+def test_yaml_text_reads_back_as_the_rendered_data(variant):
+    config = render(envoy_variants.VARIANTS[variant]())
+    assert yaml.safe_load(to_yaml(config)) == config
+
+
+def test_yaml_writer_keeps_ambiguous_strings_strings():
+    data = {"on": "yes", "list": ["10s", "0.0.0.0", "%START_TIME%", "*", "a: b", "", "x#y"],
+            "empty": {}, "none": [], "n": 3, "f": 0.5, "t": True, "block": yamltext.Literal("a\nb\n")}
+    assert yaml.safe_load(yamltext.dump(data)) == data
+
+
+# --- what the gateway does ------------------------------------------------------------------
+
+def test_filter_order_puts_cors_first_and_router_last():
+    assert http_filters(render(EnvoySettings())) == [
+        "cors", "grpc_web", "grpc_stats", "local_ratelimit", "router"]
+    jwt = JwtSettings(issuer="https://issuer", audiences=("a",), jwks_path="/j.json")
+    assert http_filters(render(EnvoySettings(jwt=jwt))) == [
+        "cors", "grpc_web", "grpc_stats", "local_ratelimit", "jwt_authn", "router"]
+
+
+def test_jwt_is_required_on_automation_calls_only():
+    jwt = JwtSettings(issuer="https://issuer", audiences=("a",), jwks_path="/j.json")
+    listener = render(EnvoySettings(jwt=jwt))["static_resources"]["listeners"][0]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (jwt_filter,) = [f for f in hcm["http_filters"] if f["name"].endswith("jwt_authn")]
+    rules = jwt_filter["typed_config"]["rules"]
+    assert [rule["match"] for rule in rules] == [{"prefix": AUTOMATION}]
+    assert jwt_filter["typed_config"]["providers"]["opsconductor"]["local_jwks"] == {
+        "filename": "/j.json"}
+
+
+def test_weighted_route_splits_90_10_by_default_under_runtime_keys():
+    config = render(EnvoySettings())
+    weighted = route_for(config, AUTOMATION + "Execute")["route"]["weighted_clusters"]
+    assert weighted["runtime_key_prefix"] == "routing.automation"
+    assert weighted["clusters"] == [{"name": "stable", "weight": 90},
+                                    {"name": "canary", "weight": 10}]
+    static = config["layered_runtime"]["layers"]
+    assert static[0]["static_layer"] == {"routing.automation.stable": 90,
+                                         "routing.automation.canary": 10}
+    assert "admin_layer" in static[1], "without an admin layer /runtime_modify is refused"
+
+
+def test_canary_header_pins_a_pool_whatever_the_weights():
+    config = render(EnvoySettings(canary_weight=0))
+    assert route_for(config, AUTOMATION + "Execute", {"x-canary": "always"})["route"][
+        "cluster"] == "canary_pool"
+    assert route_for(config, AUTOMATION + "ListTools", {"x-canary": "never"})["route"][
+        "cluster"] == "stable_pool"
+    assert "weighted_clusters" in route_for(config, AUTOMATION + "Execute",
+                                            {"x-canary": "sometimes"})["route"]
+
+
+def test_only_known_methods_are_routed():
+    config = render(EnvoySettings())
+    for path in (AUTOMATION + "Execute", AUTOMATION + "ListTools", "/grpc.health.v1.Health/Check",
+                 "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"):
+        route_for(config, path)
+    for path in (AUTOMATION + "Nope", AUTOMATION, "/opsconductor.pipeline.v1.PipelineService/Run",
+                 AUTOMATION + "Execute/x"):
+        with pytest.raises(AssertionError, match="no route"):
+            route_for(config, path)
+
+
+def test_each_pool_fails_over_to_the_other_through_its_aggregate():
+    config = render(EnvoySettings())
+    by_name = clusters(config)
+    for pool, other in (("stable", "canary"), ("canary", "stable")):
+        aggregate = by_name[pool]["cluster_type"]
+        assert aggregate["name"] == "envoy.clusters.aggregate"
+        assert aggregate["typed_config"]["clusters"] == [f"{pool}_pool", f"{other}_pool"]
+        real = by_name[f"{pool}_pool"]
+        # A pool whose hosts are all down must get nothing (not the 50 % panic default).
+        assert real["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
+        (check,) = real["health_checks"]
+        assert check["grpc_health_check"] == {
+            "service_name": "opsconductor.automation.v1.AutomationService"}
+        assert check["no_traffic_interval"] == "1s"
+        assert "http2_protocol_options" in real["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+    retry = route_for(config, AUTOMATION + "Execute")["route"]["retry_policy"]
+    assert retry["retry_priority"]["name"] == "envoy.retry_priorities.previous_priorities"
+    assert set(retry["retry_on"].split(",")) == {"unavailable", "reset", "connect-failure",
+                                                 "refused-stream"}
+
+
+def test_timeouts_stay_above_the_services_30_s_deadline():
+    action = route_for(render(EnvoySettings()), AUTOMATION + "Execute")["route"]
+    assert action["timeout"] == "35s"
+    assert action["max_stream_duration"] == {"grpc_timeout_header_max": "35s"}
+    assert int(action["retry_policy"]["per_try_timeout"].rstrip("s")) >= 30
+
+
+def test_admin_is_loopback_and_stats_listener_serves_one_path():
+    for variant in envoy_variants.VARIANTS:
+        config = render(envoy_variants.VARIANTS[variant]())
+        assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+        for listener in config["static_resources"]["listeners"]:
+            assert listener["enable_reuse_port"] is False
+    stats = render(envoy_variants.compose_settings())["static_resources"]["listeners"][1]
+    assert stats["address"]["socket_address"]["address"] == "0.0.0.0"
+    vhost = stats["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"][0]
+    assert [r["match"] for r in vhost["routes"]][0]["path"] == "/stats/prometheus"
+    assert vhost["routes"][-1] == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+
+
+def test_container_variants_use_dns_names():
+    compose = clusters(render(envoy_variants.compose_settings()))
+    assert compose["stable_pool"]["type"] == "STRICT_DNS"
+    endpoint = compose["canary_pool"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {"address": "automation-canary",
+                                                                 "port_value": 3003}
+    assert clusters(render(envoy_variants.local_settings(stable_replicas=2)))["stable_pool"][
+        "type"] == "STATIC"
+
+
+def test_settings_reject_what_envoy_would_run_badly():
+    with pytest.raises(ValueError, match="loopback"):
+        EnvoySettings(admin_address="0.0.0.0")
+    with pytest.raises(ValueError, match="STRICT_DNS"):
+        EnvoySettings(stable_hosts=(("automation-stable", 3003),))
+    with pytest.raises(ValueError, match="per_try_timeout_s"):
+        EnvoySettings(per_try_timeout_s=40)
+    with pytest.raises(ValueError, match="differ"):
+        EnvoySettings(listen_port=9901)
+    with pytest.raises(ValueError, match="canary_weight"):
+        EnvoySettings(canary_weight=101)
+
+
+def test_local_settings_follow_the_port_table():
+    settings = envoy_variants.local_settings(stable_replicas=2, canary_replicas=3, listen_port=4000)
+    assert settings.stable_hosts == (("127.0.0.1", 3010), ("127.0.0.1", 3011))
+    assert settings.canary_hosts == (("127.0.0.1", 3030), ("127.0.0.1", 3031), ("127.0.0.1", 3032))
+    assert settings.listen_port == 4000
+
+
+# --- the admin client -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("stable,canary", [(0, 100), (100, 0), (90, 10), ("50", "50")])
+def test_weights_that_add_up_to_100_are_accepted(stable, canary):
+    assert validate_weights(stable, canary) == Weights(int(stable), int(canary))
+
+
+@pytest.mark.parametrize("stable,canary,message", [
+    (0, 0, "both be 0"),
+    (50.0, 50, "whole number"),
+    ("5O", 95, "whole number"),
+    (None, 100, "whole number"),
+    (True, 99, "whole number"),
+    (101, -1, "0 to 100"),
+    (-10, 110, "0 to 100"),
+    (60, 50, "add up to 100"),
+    (10, 10, "add up to 100"),
+])
+def test_bad_weights_are_rejected_with_a_clear_message(stable, canary, message):
+    with pytest.raises(ValueError, match=message):
+        validate_weights(stable, canary)
+
+
+class CannedAdmin(EnvoyAdmin):
+    """The admin client with canned answers instead of HTTP (no sockets in unit tests)."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        super().__init__("http://127.0.0.1:1")
+        self.answers = answers
+        self.sent: list[tuple[str, str]] = []
+
+    def _request(self, path: str, method: str = "GET") -> str:
+        self.sent.append((method, path))
+        for prefix, answer in self.answers.items():
+            if path.startswith(prefix):
+                return answer if isinstance(answer, str) else json.dumps(answer)
+        raise AssertionError(f"unexpected {method} {path}")
+
+
+def test_set_weights_posts_both_runtime_keys_and_rejects_before_sending():
+    admin = CannedAdmin({"/runtime_modify": "OK"})
+    assert admin.set_weights(25, 75) == Weights(25, 75)
+    assert admin.sent == [("POST", "/runtime_modify?routing.automation.stable=25"
+                                   "&routing.automation.canary=75")]
+    with pytest.raises(ValueError):
+        admin.set_weights(0, 0)
+    assert len(admin.sent) == 1
+
+
+def test_weights_read_the_final_runtime_values():
+    admin = CannedAdmin({"/runtime": {"layers": ["static", "admin"], "entries": {
+        "routing.automation.stable": {"final_value": "30", "layer_values": ["90", "30"]},
+        "routing.automation.canary": {"final_value": "70", "layer_values": ["10", "70"]}}}})
+    assert admin.weights() == Weights(30, 70)
+
+
+def test_pool_health_counts_hosts_without_failure_flags():
+    host = lambda **status: {"address": {}, "health_status": {"eds_health_status": "HEALTHY",
+                                                              **status}}
+    admin = CannedAdmin({"/clusters": {"cluster_statuses": [
+        {"name": "stable_pool", "host_statuses": [host(), host(failed_active_health_check=True)]},
+        {"name": "canary_pool", "host_statuses": [host(failed_outlier_check=True)]},
+        {"name": "stable", "host_statuses": []},
+        {"name": "envoy_admin", "host_statuses": [host()]},
+    ]}})
+    assert admin.pool_health() == {"stable": PoolHealth(healthy=1, total=2),
+                                   "canary": PoolHealth(healthy=0, total=1)}
+
+
+def test_pool_calls_add_up_grpc_and_grpc_web_by_status():
+    svc = "opsconductor_automation_v1_AutomationService"
+    admin = CannedAdmin({"/stats": {"stats": [
+        {"name": f"cluster.stable.grpc.{svc}.Execute.0", "value": 90},
+        {"name": f"cluster.stable.grpc.{svc}.Execute.5", "value": 2},
+        {"name": f"cluster.stable.grpc.{svc}.Execute.total", "value": 92},
+        {"name": f"cluster.stable.grpc.{svc}.Execute.success", "value": 90},
+        {"name": "cluster.stable_pool.grpc.opsconductor.automation.v1.AutomationService"
+                 ".Execute.0", "value": 3},
+        {"name": "cluster.stable_pool.grpc.opsconductor.automation.v1.AutomationService"
+                 ".Execute.total", "value": 3},
+        {"name": "cluster.canary.grpc-web.opsconductor.automation.v1.AutomationService"
+                 ".Execute.14", "value": 4},
+        {"name": "cluster.canary.grpc-web.opsconductor.automation.v1.AutomationService"
+                 ".Execute.total", "value": 4},
+        {"name": "cluster.stable.grpc.grpc_health_v1_Health.Check.0", "value": 50},
+        {"name": "cluster.stable.grpc.grpc_health_v1_Health.Check.total", "value": 50},
+        {"histograms": {}},
+    ]}})
+    calls = admin.pool_calls()
+    assert calls["stable"] == PoolCalls(total=95, by_status={0: 93, 5: 2})
+    assert calls["canary"] == PoolCalls(total=4, by_status={14: 4})
+    assert calls["canary"].errors == 4 and calls["stable"].errors == 2
