@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup up test generate lint-proto bench clean
+.PHONY: setup up test generate bench clean
 
-setup: $(VENV)/.installed .system-packages
+setup: $(VENV)/.installed .system-packages web_client/dist/index.html
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 .system-packages: scripts/install_system_packages.sh
 	scripts/install_system_packages.sh
 	touch $@
+
+# The Exec Sandbox page, built from the committed lockfile (the stack serves web_client/dist).
+web_client/dist/index.html: web_client/package-lock.json $(wildcard web_client/src/*.ts web_client/src/gen/*/*/*/*.ts) web_client/index.html
+	cd web_client && npm ci --no-audit --no-fund && npm run build
 
 up: setup
 	$(BIN)/opsconductor up

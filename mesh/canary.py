@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from mesh import control, envoy_admin
+from mesh import control, envoy_admin, rollout
 from mesh.stack import STATE_FILE, WEIGHTS_FILE
 
 _PERCENT = re.compile(r"\d{1,3}")
@@ -49,7 +49,7 @@ def set_share(args: argparse.Namespace, percent: int) -> envoy_admin.Weights:
 def run(args: argparse.Namespace) -> int:
     try:
         return args.action(args)
-    except (CanaryError, envoy_admin.AdminError, ValueError) as error:
+    except (CanaryError, envoy_admin.AdminError, ValueError, RuntimeError) as error:
         print(f"opsconductor canary: {error}", file=sys.stderr)
         return 2 if isinstance(error, (CanaryError, ValueError)) else 1
 
@@ -95,6 +95,26 @@ def _bypass(args: argparse.Namespace) -> int:
     return _send(args, {"op": "restart", "pool": "canary", "env": {"FEATURE_BYPASS_LLM": value}})
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    policy = rollout.policy_from(args)
+    if args.dry_run:
+        rollout.dry_run(policy)
+        return 0
+    state = _state(args.state_dir)
+    prometheus_url = state["endpoints"].get("Prometheus")
+    if not prometheus_url:
+        raise CanaryError("the stack runs without Prometheus; canary analysis needs it")
+
+    def promote() -> None:
+        for line in control.send(Path(state["control_socket"]), {"op": "promote"}):
+            print(line, flush=True)
+
+    promoted, steps = rollout.rollout(prometheus_url, lambda weight: set_share(args, weight), promote,
+                                      lambda: set_share(args, 0), policy)
+    rollout.print_report(steps, "PROMOTED" if promoted else "FAILED: rolled back to stable")
+    return 0 if promoted else 1
+
+
 def add_parser(commands, state_dir_default: Path) -> argparse.ArgumentParser:
     canary = commands.add_parser("canary", help="canary weights, rollback and promotion",
                                  description="See and change how calls split between the stable and canary pools.")
@@ -105,7 +125,8 @@ def add_parser(commands, state_dir_default: Path) -> argparse.ArgumentParser:
             ("set", _set, "send PERCENT of calls to the canary (a whole number 0-100)"),
             ("rollback", _rollback, "send every call to the stable pool at once"),
             ("promote", _promote, "canary to 100 %, restart the stable pool on its version, then all-stable"),
-            ("bypass", _bypass, "restart the canary pool with FEATURE_BYPASS_LLM on or off")):
+            ("bypass", _bypass, "restart the canary pool with FEATURE_BYPASS_LLM on or off"),
+            ("rollout", _rollout, "automated canary analysis: step the share, judge, roll back or promote")):
         action = actions.add_parser(name, help=text, description=text)
         action.set_defaults(action=function)
         action.add_argument("--state-dir", type=Path, default=state_dir_default, help="state directory of `up`")
@@ -114,4 +135,6 @@ def add_parser(commands, state_dir_default: Path) -> argparse.ArgumentParser:
             action.add_argument("percent", metavar="PERCENT")
         if name == "bypass":
             action.add_argument("state", choices=("on", "off"))
+        if name == "rollout":
+            rollout.add_arguments(action)
     return canary

@@ -57,10 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="run ping/echo directly (FEATURE_BYPASS_LLM)")
     pipeline.set_defaults(func=_pipeline)
 
-    from mesh import bench, canary, up
+    from mesh import bench, canary, frontend_check, gate, smoke, up
 
     up.add_parsers(commands)
     canary.add_parser(commands, up.DEFAULT_STATE_DIR)
+    smoke.add_parser(commands)
+    gate.add_parser(commands)
+    frontend_check.add_parser(commands)
     bench.add_parser(commands)
     return parser
 

@@ -11,7 +11,6 @@ import shutil
 import signal
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -174,7 +173,9 @@ class Stack:
         config = self.spec.state_dir / "envoy.yaml"
         config.write_text(envoy_config.to_yaml(envoy_config.render(self.envoy_settings())))
         envoy = self._child("envoy", [str(BIN / "envoy"), "-c", str(config), "--disable-hot-restart",
-                                      "--concurrency", "1", "--log-level", "warning"], {})
+                                      "--concurrency", "1", "--log-level", "warning",
+                                      # access-log lines reach the file within a second, not ten
+                                      "--file-flush-interval-msec", "1000"], {})
 
         def ready() -> bool:
             if not envoy.running():
@@ -310,6 +311,8 @@ class Stack:
                                for name, child in self.children.items()},
                 "replicas": [{"name": r.name, "pool": r.pool, "automation": r.automation_addr,
                               "pipeline": r.pipeline_addr, "version": r.version.version,
+                              "automation_metrics": f"127.0.0.1:{r.ports['automation_metrics']}",
+                              "pipeline_metrics": f"127.0.0.1:{r.ports['pipeline_metrics']}",
                               "source": str(r.version.source)} for r in self.replicas],
                 "control_socket": str(self.spec.state_dir / "control.sock"),
             }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the mesh and its tests use, when they are missing:
-#   prometheus (Prometheus + promtool), chromium (browser tests), nghttp2-client (h2load).
+#   prometheus (Prometheus + promtool), chromium (browser tests), nghttp2-client (h2load),
+#   nodejs and npm (the web client's build and tests).
 # Nothing is started as a system service: the project starts Prometheus itself.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v npm >/dev/null || need+=(nodejs npm)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -50,3 +50,24 @@ def web_node_modules() -> Path | None:
                                 text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
     return WEB_CLIENT / "node_modules"
+
+
+@pytest.fixture(scope="session")
+def built_page(web_node_modules: Path | None) -> Path:
+    """web_client/dist built from the sources (the stack serves the page only when it exists)."""
+    assert web_node_modules is not None, "web_client/package-lock.json is missing"
+    result = subprocess.run(["npm", "run", "build"], cwd=WEB_CLIENT, capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return WEB_CLIENT / "dist"
+
+
+@pytest.fixture(scope="module")
+def mesh_stack(tmp_path_factory, built_page):
+    """The whole mesh (`opsconductor up --detach`) on free ports with a 1 s scrape interval,
+    shared by a module; stopped after."""
+    from tests.support.stack import start_stack, stop_stack
+
+    stack = start_stack(tmp_path_factory.mktemp("stack"), "--scrape-interval", "1")
+    yield stack
+    stop_stack(stack)

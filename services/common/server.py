@@ -54,6 +54,30 @@ class Runtime:
         await self.health.set(self.spec.grpc_service, SERVING if ready else NOT_SERVING)
 
 
+class _HealthServicer(HealthServicer):
+    """Standard health, except that Watch streams end once shutdown begins (after telling the
+    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stopping = asyncio.Event()
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        self._stopping.set()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        watching = asyncio.ensure_future(super().Watch(request, context))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            stopping.cancel()
+        if self._stopping.is_set():
+            await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+
+
 # A service's setup registers its servicers and returns a coroutine that releases what it
 # holds (channels, tasks) once the server has stopped.
 Setup = Callable[[Runtime], Awaitable[Callable[[], Awaitable[None]]]]
@@ -80,7 +104,7 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
-    health = HealthServicer()
+    health = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (spec.grpc_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

@@ -1,0 +1,63 @@
+"""Environments the release checks run against, from deploy/environments.toml."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FILE = ROOT / "deploy" / "environments.toml"
+
+
+class UnknownEnvironment(RuntimeError):
+    """The environment is unknown, or its stack is not running."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    gateway: str  # host:port, native gRPC and gRPC-Web
+    page_url: str = ""
+    prometheus_url: str = ""
+    envoy_admin_url: str = ""
+    # Every service /metrics URL and Envoy's stats URL the checks may read directly.
+    metrics_urls: tuple[str, ...] = ()
+    automation_metrics_urls: tuple[str, ...] = ()
+    # (name, target, gRPC service) of each service process whose readiness is checked directly.
+    services: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+
+
+def load(name: str, config_file: Path = DEFAULT_FILE, state_dir: Path | None = None) -> Environment:
+    """The named environment; `state_dir` overrides where a local stack keeps its state."""
+    environments = tomllib.loads(config_file.read_text())
+    if name not in environments:
+        raise UnknownEnvironment(f"unknown environment {name!r}; {config_file} has {', '.join(environments)}")
+    entry = environments[name]
+    if state_dir is not None or "state_dir" in entry:
+        return from_state(name, state_dir or Path(entry["state_dir"]))
+    urls = tuple(entry.get("metrics_urls", ()))
+    return Environment(name, entry["gateway"], entry.get("page_url", ""), entry.get("prometheus_url", ""),
+                       metrics_urls=urls, automation_metrics_urls=tuple(u for u in urls if "automation" in u))
+
+
+def from_state(name: str, state_dir: Path) -> Environment:
+    try:
+        state = json.loads((state_dir / "stack.json").read_text())
+    except (OSError, ValueError):
+        raise UnknownEnvironment(f"no stack is running from {state_dir.resolve()} (start it with "
+                                f"`opsconductor up --detach`)") from None
+    endpoints = state["endpoints"]
+    automation = tuple(f"http://{r['automation_metrics']}/metrics" for r in state["replicas"])
+    pipeline = tuple(f"http://{r['pipeline_metrics']}/metrics" for r in state["replicas"])
+    services = []
+    for replica in state["replicas"]:
+        services.append((f"{replica['name']}-automation", replica["automation"],
+                         "opsconductor.automation.v1.AutomationService"))
+        services.append((f"{replica['name']}-pipeline", replica["pipeline"], "opsconductor.pipeline.v1.PipelineService"))
+    return Environment(
+        name, endpoints["gateway (gRPC, gRPC-Web)"], endpoints.get("Exec Sandbox page", ""),
+        endpoints.get("Prometheus", ""), endpoints.get("Envoy admin", ""),
+        metrics_urls=(*automation, *pipeline, endpoints["Envoy stats"]), automation_metrics_urls=automation,
+        services=tuple(services))

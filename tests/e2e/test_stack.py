@@ -1,0 +1,139 @@
+"""`opsconductor up`, `status`, `down` and `canary` on the real mesh."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import threading
+from collections import Counter
+
+import grpc
+import psutil
+import pytest
+
+from opsconductor.automation.v1 import automation_pb2
+from tests.support.calls import automation_stub
+from tests.support.procs import wait_for
+from tests.support.stack import start_stack, stack_ports, stop_stack, up_argv
+
+PING = automation_pb2.ExecuteRequest(input="ping", tool="echo")
+
+
+def pools(gateway: str, calls: int) -> Counter:
+    channel, stub = automation_stub(gateway)
+    with channel:
+        return Counter(stub.Execute(PING, timeout=10).pool for _ in range(calls))
+
+
+def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path):
+    ports = stack_ports()
+    up = subprocess.Popen(up_argv(tmp_path, ports, "--no-prometheus"), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in up.stdout:  # the endpoint table comes once every component is healthy
+        lines.append(line)
+        if "the mesh is up" in line:
+            break
+    assert up.poll() is None, "".join(lines)
+    children = psutil.Process(up.pid).children(recursive=True)
+    assert len(children) >= 5  # two pipelines, two automations, Envoy (and the page when built)
+    assert pools(f"127.0.0.1:{ports['gateway']}", 5)
+    up.send_signal(signal.SIGINT)
+    output = up.communicate(timeout=60)[0]
+    assert up.returncode == 0, output
+    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    assert "no process left behind" in output
+
+
+def test_up_refuses_a_taken_port_naming_it_and_its_holder(tmp_path):
+    ports = stack_ports()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["gateway"]))
+        holder.listen()
+        result = subprocess.run(up_argv(tmp_path, ports), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"port {ports['gateway']} (gateway) is taken by pid" in result.stderr
+
+
+def test_a_crashed_component_is_reported_and_nothing_is_left(tmp_path):
+    stack = start_stack(tmp_path, "--no-prometheus", "--no-page")
+    supervisor = psutil.Process(stack.state["supervisor_pid"])
+    children = supervisor.children(recursive=True)
+    victim = psutil.Process(stack.state["components"]["canary-1-pipeline"]["pid"])
+    victim.kill()
+    supervisor.wait(60)
+    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    log = (tmp_path / "up.log").read_text()
+    assert "canary-1-pipeline crashed (exit code -9)" in log
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = start_stack(tmp_path_factory.mktemp("stack"), "--no-prometheus", "--no-page")
+    yield running
+    stop_stack(running)
+
+
+def test_status_reports_every_component_healthy(stack):
+    result = stack.cli("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("stable-1-pipeline", "stable-1-automation", "canary-1-pipeline", "canary-1-automation", "envoy"):
+        assert f"{name}" in result.stdout
+    assert "NOT HEALTHY" not in result.stdout and "weights: stable 90 % / canary 10 %" in result.stdout
+
+
+def test_canary_set_and_rollback_take_effect_at_once(stack):
+    assert stack.cli("canary", "set", "50").returncode == 0
+    split = pools(stack.gateway, 1000)
+    assert 420 <= split["canary"] <= 580 and sum(split.values()) == 1000, split
+    assert stack.cli("canary", "set", "100").returncode == 0
+    assert pools(stack.gateway, 200) == Counter(canary=200)
+    rollback = stack.cli("canary", "rollback")
+    assert rollback.returncode == 0 and "rolled back" in rollback.stdout
+    assert pools(stack.gateway, 200) == Counter(stable=200)
+
+
+@pytest.mark.parametrize("bad", ["12.5", "-1", "101", "ten", "", " 5x"])
+def test_invalid_canary_share_is_rejected_and_weights_stay(stack, bad):
+    assert stack.cli("canary", "set", "30").returncode == 0
+    result = stack.cli("canary", "set", bad)
+    assert result.returncode == 2 and "whole number from 0 to 100" in result.stderr
+    assert "stable       70%" in stack.cli("canary", "status").stdout
+
+
+def test_promote_under_load_fails_no_call(stack):
+    assert stack.cli("canary", "set", "10").returncode == 0
+    failures, successes, stop = Counter(), Counter(), threading.Event()
+
+    def load() -> None:
+        channel, stub = automation_stub(stack.gateway)
+        with channel:
+            while not stop.is_set():
+                try:
+                    successes[stub.Execute(PING, timeout=10).pool] += 1
+                except grpc.RpcError as error:
+                    failures[error.code().name] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_for(lambda: sum(successes.values()) > 50, 30, "load to flow")
+        result = stack.cli("canary", "promote", timeout=180)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stable now runs the canary's version" in result.stdout
+    assert not failures, failures
+    assert pools(stack.gateway, 100) == Counter(stable=100)
+
+
+def test_pipeline_outage_drill_fails_over_and_recovers(stack):
+    assert stack.cli("canary", "set", "50").returncode == 0
+    stack.stop_components("canary-1-pipeline")
+    assert pools(stack.gateway, 100) == Counter(stable=100)  # the canary pool's share failed over
+    stack.start_components("canary-1-pipeline")
+    wait_for(lambda: pools(stack.gateway, 50)["canary"] > 0, 30, "the canary pool to take traffic again")

@@ -1,0 +1,83 @@
+"""The whole mesh started the way users start it (`opsconductor up --detach`), on free ports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mesh import control
+from mesh.processes import BIN, free_port
+
+
+@dataclass
+class RunningStack:
+    state_dir: Path
+    ports: dict[str, int]
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "stack.json").read_text())
+
+    @property
+    def gateway(self) -> str:
+        return f"127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway}"
+
+    @property
+    def page_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['page']}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['envoy-admin']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Runs `opsconductor ARGS --state-dir …`."""
+        return subprocess.run([str(BIN / "opsconductor"), *args, "--state-dir", str(self.state_dir)],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def control(self, command: dict) -> list[str]:
+        return list(control.send(Path(self.state["control_socket"]), command))
+
+    def stop_components(self, *names: str) -> None:
+        self.control({"op": "stop", "components": list(names)})
+
+    def start_components(self, *names: str) -> None:
+        self.control({"op": "start", "components": list(names)})
+
+    def pipelines(self) -> list[str]:
+        return [name for name in self.state["components"] if name.endswith("-pipeline")]
+
+
+def stack_ports() -> dict[str, int]:
+    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")}
+
+
+def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
+    argv = [str(BIN / "opsconductor"), "up", "--state-dir", str(state_dir), "--service-ports", "auto"]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    return argv + list(extra)
+
+
+def start_stack(state_dir: Path, *extra: str) -> RunningStack:
+    ports = stack_ports()
+    result = subprocess.run(up_argv(state_dir, ports, "--detach", *extra), capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return RunningStack(state_dir, ports, list(extra))
+
+
+def stop_stack(stack: RunningStack) -> None:
+    result = stack.cli("down")
+    assert result.returncode == 0, result.stderr
