@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from mesh import grpcweb, h2load, promclient
+from mesh import auth, grpcweb, h2load, promclient
 from mesh.loadgen import PIPELINE_EXECUTE, Measurement, Target, closed_loop
 from mesh.processes import BIN, Child, free_port
 from mesh.ports import Ports
@@ -40,7 +40,7 @@ EXECUTE_PATH = f"/{AUTOMATION}/Execute"
 PING = automation_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
 PIPELINE_PING = pipeline_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
 SLOW = automation_pb2.ExecuteRequest(input="x", tool="delay", arguments={"ms": "2000"}).SerializeToString()
-PIN_STABLE = ("x-canary: never",)
+PIN_STABLE = ("x-canary: never", *(f"{k}: {v}" for k, v in auth.headers().items()))
 PROCESSES = ("stable-1-pipeline", "stable-1-automation", "envoy")
 
 
@@ -156,7 +156,7 @@ class Bench:
                 url, SLOW, clients=4, streams=slow_calls // 4, duration_s=duration_s + 4, headers=PIN_STABLE)[0])
         else:
             slow_target = Target("slow", gateway.address, EXECUTE_PATH, SLOW, expect=b"slept",
-                                 metadata=(("x-canary", "never"),))
+                                 metadata=(("x-canary", "never"), *auth.metadata()))
             hold = lambda: slow_result.setdefault("m", asyncio.run(  # noqa: E731
                 closed_loop(slow_target, slow_calls, duration_s + 4, timeout=30, channels=8)))
         thread = threading.Thread(target=hold)
@@ -310,7 +310,8 @@ def _print(report: dict) -> None:
     print("-" * len(header))
     for r in rows:
         cpu = "+".join(f"{v:g}" for v in r["cpu_us_per_call"].values())
-        errors = sum(v for k, v in r["server_codes"].items() if k not in ("OK", "CANCELLED")) + sum(r["errors"].values())
+        errors = (sum(v for k, v in r["server_codes"].items() if k not in ("OK", "CANCELLED"))
+                  + sum(r["errors"].values()))
         rss = "/".join(f"{r['rss_mb'][n]:g}" for n in ("stable-1-pipeline", "stable-1-automation"))
         print(f"{r['scenario']:46} {r['rps']:>8.0f} {r['p50_ms']:>7} {r['p95_ms']:>7} {r['p99_ms']:>7} "
               f"{r['max_ms']:>8} {errors:>6}  {cpu:<48} {rss}")

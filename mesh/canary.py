@@ -30,7 +30,8 @@ def _state(state_dir: Path) -> dict:
     try:
         return json.loads((state_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
-        raise CanaryError(f"no stack is running from {state_dir.resolve()} (start one with `opsconductor up`)")
+        raise CanaryError(f"no stack is running from {state_dir.resolve()} "
+                          "(start one with `opsconductor up`)") from None
 
 
 def _admin(args: argparse.Namespace) -> envoy_admin.EnvoyAdmin:

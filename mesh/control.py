@@ -35,7 +35,7 @@ def serve(path: Path, handle: Handler) -> Listener:
             with connection:
                 try:
                     command = connection.recv()
-                    handle(command, lambda line: connection.send({"progress": line}))
+                    handle(command, connection_progress(connection))
                     connection.send({"done": True})
                 except Exception as error:  # the caller gets the message; the stack goes on
                     _LOGGER.exception("control command failed")
@@ -43,6 +43,11 @@ def serve(path: Path, handle: Handler) -> Listener:
 
     threading.Thread(target=loop, name="control", daemon=True).start()
     return listener
+
+
+def connection_progress(connection) -> Callable[[str], None]:
+    """Sends each progress line to the client as it happens."""
+    return lambda line: connection.send({"progress": line})
 
 
 def send(path: Path, command: dict) -> Iterator[str]:

@@ -55,7 +55,8 @@ def from_state(name: str, state_dir: Path) -> Environment:
     for replica in state["replicas"]:
         services.append((f"{replica['name']}-automation", replica["automation"],
                          "opsconductor.automation.v1.AutomationService"))
-        services.append((f"{replica['name']}-pipeline", replica["pipeline"], "opsconductor.pipeline.v1.PipelineService"))
+        services.append((f"{replica['name']}-pipeline", replica["pipeline"],
+                         "opsconductor.pipeline.v1.PipelineService"))
     return Environment(
         name, endpoints["gateway (gRPC, gRPC-Web)"], endpoints.get("Exec Sandbox page", ""),
         endpoints.get("Prometheus", ""), endpoints.get("Envoy admin", ""),

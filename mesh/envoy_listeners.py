@@ -229,7 +229,18 @@ def _automation_methods() -> tuple[str, ...]:
 
 def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
     automation = _methods_regex(AUTOMATION_SERVICE, _automation_methods())
-    routes = []
+    # A POST that is neither gRPC nor gRPC-Web (a form, JSON, plain text) gets 415 here.
+    # Forwarded, the gRPC server resets the stream, Envoy retries the reset on every host in
+    # turn and finally answers 503 as if the service were down.
+    routes: list[dict[str, Any]] = [{
+        "name": "not_grpc",
+        "match": {"prefix": "/", "headers": [
+            {"name": ":method", "string_match": {"exact": "POST"}},
+            {"name": "content-type", "string_match": {"prefix": "application/grpc"},
+             "invert_match": True},
+        ]},
+        "direct_response": {"status": 415},
+    }]
     # A tester's pin wins over the weights: it goes straight to the pool cluster, with no
     # failover, so a pinned call really ran on the pool it names (or fails saying so).
     for value, pool in (("always", "canary"), ("never", "stable")):
@@ -252,12 +263,14 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
         routes.append({
             "name": service.lower().replace(".", "_"),
             "match": _methods_regex(service, methods),
-            "route": _route_action(s, {"cluster": "stable"}, failover=True),
+            # Health Watch and reflection are streams: no overall bound on their duration.
+            "route": _route_action(s, {"cluster": "stable"}, failover=True, unary=False),
         })
     return routes
 
 
-def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool) -> dict[str, Any]:
+def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool,
+                  unary: bool = True) -> dict[str, Any]:
     retry: dict[str, Any] = {
         # gRPC UNAVAILABLE and connection-level failures only: never DEADLINE_EXCEEDED or
         # INTERNAL, which would re-run a tool that may have done its work.
@@ -282,10 +295,17 @@ def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool) -> d
                 "update_frequency": 1,
             },
         }
+    # A caller's grpc-timeout shortens the route timeout (never lengthens it).
+    stream_limit = {"grpc_timeout_header_max": duration(s.route_timeout_s)}
+    if unary:
+        # Once max_stream_duration is set Envoy ignores the route `timeout` for gRPC calls, so
+        # a call without grpc-timeout would have no bound at all: an upstream that never
+        # answers (a request frame cut short is one) held it through every per-try timeout
+        # and retry. This bounds the whole call, retries included.
+        stream_limit["max_stream_duration"] = duration(s.route_timeout_s)
     return {
         **target,
         "timeout": duration(s.route_timeout_s),
-        # A caller's grpc-timeout shortens the route timeout (never lengthens it).
-        "max_stream_duration": {"grpc_timeout_header_max": duration(s.route_timeout_s)},
+        "max_stream_duration": stream_limit,
         "retry_policy": retry,
     }

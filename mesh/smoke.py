@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from mesh import environments, grpcweb, promclient
+from mesh import auth, environments, grpcweb, promclient
 from mesh.checks import Check, run_checks, summary
 from mesh.processes import SERVING, health_status, wait_for
 from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
@@ -78,8 +78,9 @@ def _expect_200(url: str) -> str:
 def _echo_native(env: environments.Environment) -> str:
     trace_id = f"smoke-{int(time.time() * 1000)}"
     with grpc.insecure_channel(env.gateway) as channel:
-        reply, call = automation_pb2_grpc.AutomationServiceStub(channel).Execute.with_call(
-            automation_pb2.ExecuteRequest(input="ping", tool="echo", trace_id=trace_id), timeout=10)
+        reply = automation_pb2_grpc.AutomationServiceStub(channel).Execute(
+            automation_pb2.ExecuteRequest(input="ping", tool="echo", trace_id=trace_id), timeout=10,
+            metadata=auth.metadata())
     assert reply.output == "pong" and reply.success, f"got output {reply.output!r}"
     assert reply.trace_id == trace_id, f"trace id {reply.trace_id!r} came back for {trace_id!r}"
     return f"pong from {reply.pool}/{reply.instance} in {reply.duration_ms:.1f} ms, trace id kept"
@@ -88,7 +89,7 @@ def _echo_native(env: environments.Environment) -> str:
 def _echo_web(env: environments.Environment) -> str:
     host, _, port = env.gateway.rpartition(":")
     request = automation_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
-    reply = grpcweb.call(host, int(port), EXECUTE_PATH, request, headers={"x-trace-id": "smoke-web"})
+    reply = grpcweb.call(host, int(port), EXECUTE_PATH, request, headers={"x-trace-id": "smoke-web", **auth.headers()})
     assert reply.http_status == 200, f"HTTP {reply.http_status}"
     assert reply.grpc_status == 0, f"grpc-status {reply.grpc_status}: {reply.grpc_message}"
     message = automation_pb2.ExecuteResponse.FromString(reply.messages[0])

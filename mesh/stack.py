@@ -164,7 +164,8 @@ class Stack:
         hosts = {pool: tuple(("127.0.0.1", r.ports["automation"]) for r in self.replicas if r.pool == pool)
                  for pool in ("stable", "canary")}
         settings = local_settings(
-            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway, admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
+            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway,
+            admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
             access_log_path=str(self.logs / "envoy-access.log"), **self.spec.envoy_overrides)
         return settings
@@ -268,7 +269,8 @@ class Stack:
     def stop_components(self, names: list[str]) -> None:
         """Stops service processes on purpose (outage drills): no crash is reported for them."""
         with self._lock:
-            unknown = [name for name in names if name not in self.children or not name.startswith(("stable-", "canary-"))]
+            unknown = [name for name in names
+                       if name not in self.children or not name.startswith(("stable-", "canary-"))]
             if unknown:
                 raise ValueError(f"no such service process: {', '.join(unknown)}")
             self._expected_down.update(names)

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from mesh import control, envoy_admin
+from mesh.envoy_settings import JwtSettings
 from mesh.ports import Ports, PortTaken
 from mesh.processes import health_status, SERVING
 from mesh.stack import (AUTOMATION, PIPELINE, ROOT, STATE_FILE, Stack, StackSpec, StartError, Version,
@@ -43,6 +44,12 @@ def add_parsers(commands) -> None:
     up.add_argument("--service-ports", choices=("table", "auto"), default="table",
                     help="'auto' gives the services free ports instead of the documented table")
     up.add_argument("--scrape-interval", type=float, default=15.0, metavar="S", help="Prometheus scrape interval")
+    up.add_argument("--jwt-jwks", type=Path, metavar="FILE",
+                    help="require a bearer token (JWT) on AutomationService calls, checked against this JWKS file")
+    up.add_argument("--jwt-issuer", default="opsconductor", help="the token's required issuer (with --jwt-jwks)")
+    up.add_argument("--jwt-audience", action="append", metavar="AUD",
+                    help="an accepted audience (with --jwt-jwks; repeatable; default opsconductor-mesh)")
+    up.add_argument("--rate-limit", type=int, metavar="PER_S", help="gateway rate limit, calls per second")
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.add_argument("--no-page", action="store_true", help="do not serve the Exec Sandbox page")
     up.add_argument("--quiet", action="store_true", help="do not stream the components' logs")
@@ -75,11 +82,19 @@ def spec_from_args(args: argparse.Namespace) -> StackSpec:
             raise SystemExit(f"opsconductor up: --canary-env takes KEY=VALUE, not {item!r}")
         canary_env[key] = value
     ports = Ports(**{name: getattr(args, f"port_{name}") for name in vars(Ports())})
+    envoy: dict[str, object] = {}
+    if args.jwt_jwks:
+        if not args.jwt_jwks.is_file():
+            raise SystemExit(f"opsconductor up: --jwt-jwks {args.jwt_jwks} is not a file")
+        envoy["jwt"] = JwtSettings(issuer=args.jwt_issuer, audiences=tuple(args.jwt_audience or ["opsconductor-mesh"]),
+                                   jwks_path=str(args.jwt_jwks.resolve()))
+    if args.rate_limit:
+        envoy["rate_limit_per_s"] = args.rate_limit
     return StackSpec(state_dir=args.state_dir.resolve(), ports=ports, stable_replicas=args.stable_replicas,
                      canary_replicas=args.canary_replicas, stable=_version(args.stable_source, {}),
                      canary=_version(args.canary_source, canary_env), scrape_interval_s=args.scrape_interval,
                      with_prometheus=not args.no_prometheus, with_page=not args.no_page,
-                     auto_service_ports=args.service_ports == "auto")
+                     auto_service_ports=args.service_ports == "auto", envoy_overrides=envoy)
 
 
 def run_up(args: argparse.Namespace) -> int:

@@ -99,7 +99,9 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
         # Successful calls log at DEBUG: Envoy's access log already records every call, and a
         # JSON line per call at INFO costs more CPU than the call's own work.
         level = logging.WARNING if code in _SERVER_FAULTS else logging.DEBUG if code == "OK" else logging.INFO
-        _LOGGER.log(level, "execute", extra={"tool": tool, "code": code, "reason": reason, "duration_ms": round(seconds * 1000, 3)})
+        if _LOGGER.isEnabledFor(level):
+            _LOGGER.log(level, "execute", extra={"tool": tool, "code": code, "reason": reason,
+                                                 "duration_ms": round(seconds * 1000, 3)})
 
 
 _SERVER_FAULTS = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"}

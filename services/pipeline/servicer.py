@@ -94,9 +94,11 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         if plan is not None:
             self._metrics.tool_runs.labels(tool, outcome).inc()
         # Successes log at DEBUG (see the automation servicer); failures and cancels at INFO.
-        _LOGGER.log(logging.DEBUG if outcome == "ok" else logging.INFO, "execute", extra={"tool": tool, "outcome": outcome, "code": code,
-                                       "selection": plan.how if plan else "",
-                                       "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
+        level = logging.DEBUG if outcome == "ok" else logging.INFO
+        if _LOGGER.isEnabledFor(level):
+            _LOGGER.log(level, "execute", extra={"tool": tool, "outcome": outcome, "code": code,
+                                                 "selection": plan.how if plan else "",
+                                                 "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
 
 
 def _tool_message(tool: Tool) -> pipeline_pb2.Tool:

@@ -24,9 +24,10 @@ requests = st.builds(
     dict,
     input=st.one_of(text, loopback_inputs, st.just("x" * (64 * 1024 + 1)), st.just("")),
     tool=st.one_of(st.just(""), st.sampled_from(TOOLS), text.filter(lambda t: len(t) < 80)),
-    platform=st.one_of(st.just(""), st.sampled_from(["linux", "darwin", "windows"]), text.filter(lambda t: len(t) < 40)),
+    platform=st.one_of(st.just(""), st.sampled_from(["linux", "darwin", "windows"]),
+                       text.filter(lambda t: len(t) < 40)),
     trace_id=st.one_of(st.just(""), st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True), text),
-    arguments=st.dictionaries(st.one_of(st.sampled_from(["ms", "timeout_ms", "colour"]), text), 
+    arguments=st.dictionaries(st.one_of(st.sampled_from(["ms", "timeout_ms", "colour"]), text),
                               st.one_of(st.integers(-5, 3000).map(str), text), max_size=4),
 )
 

@@ -69,7 +69,8 @@ def test_grpcurl_trace_id_from_metadata_and_health_check_and_watch(services):
                      services.automation_target, f"{AUTOMATION_SERVICE}/Execute")
     assert json.loads(result.stdout)["trace_id"] == "from-header-1"
     for service in ("", AUTOMATION_SERVICE):
-        check = grpcurl("-d", json.dumps({"service": service}), services.automation_target, "grpc.health.v1.Health/Check")
+        check = grpcurl("-d", json.dumps({"service": service}), services.automation_target,
+                        "grpc.health.v1.Health/Check")
         assert json.loads(check.stdout)["status"] == "SERVING"
     # Watch streams until its deadline: the first message is the current status.
     watch = grpcurl("-max-time", "2", "-d", json.dumps({"service": AUTOMATION_SERVICE}),

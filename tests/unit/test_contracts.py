@@ -44,7 +44,7 @@ def test_breaking_check_catches_a_removed_field(tmp_path):
 def _differences(left: Path, right: Path) -> list[str]:
     comparison = filecmp.dircmp(left, right, ignore=["__pycache__"])
     found = [f"{left.name}/{name}" for name in comparison.left_only + comparison.right_only + comparison.diff_files]
-    for name, sub in comparison.subdirs.items():
+    for name in comparison.subdirs:
         found += _differences(left / name, right / name)
     # dircmp compares shallowly by stat; confirm contents for files it called equal.
     for name in comparison.same_files:

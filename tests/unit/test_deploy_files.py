@@ -228,7 +228,7 @@ def test_envoy_upstreams_are_headless_services_on_the_grpc_port():
     services = by_kind("Service")
     namespace = envoy_variants.NAMESPACE
     settings = envoy_variants.k8s_settings()
-    for pool, hosts in (("stable", settings.stable_hosts), ("canary", settings.canary_hosts)):
+    for hosts in (settings.stable_hosts, settings.canary_hosts):
         ((host, port),) = hosts
         name, _, rest = host.partition(".")
         assert rest == f"{namespace}.svc.cluster.local"

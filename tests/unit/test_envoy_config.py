@@ -195,7 +195,9 @@ def test_each_pool_fails_over_to_the_other_through_its_aggregate():
 def test_timeouts_stay_above_the_services_30_s_deadline():
     action = route_for(render(EnvoySettings()), AUTOMATION + "Execute")["route"]
     assert action["timeout"] == "35s"
-    assert action["max_stream_duration"] == {"grpc_timeout_header_max": "35s"}
+    # Both: a call without grpc-timeout is bounded too (Envoy ignores `timeout` for gRPC here).
+    assert action["max_stream_duration"] == {"grpc_timeout_header_max": "35s",
+                                             "max_stream_duration": "35s"}
     assert int(action["retry_policy"]["per_try_timeout"].rstrip("s")) >= 30
 
 
@@ -300,8 +302,8 @@ def test_weights_read_the_final_runtime_values():
 
 
 def test_pool_health_counts_hosts_without_failure_flags():
-    host = lambda **status: {"address": {}, "health_status": {"eds_health_status": "HEALTHY",
-                                                              **status}}
+    def host(**status):
+        return {"address": {}, "health_status": {"eds_health_status": "HEALTHY", **status}}
     admin = CannedAdmin({"/clusters": {"cluster_statuses": [
         {"name": "stable_pool", "host_statuses": [host(), host(failed_active_health_check=True)]},
         {"name": "canary_pool", "host_statuses": [host(failed_outlier_check=True)]},

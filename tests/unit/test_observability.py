@@ -159,7 +159,7 @@ def test_burn_rate_alerts_follow_the_sre_workbook_windows_and_budgets() -> None:
         windows = [term[0] for term in terms]
         pairs = {(windows[i], windows[i + 1]): terms[i][2] for i in range(0, len(terms), 2)}
         assert pairs == BURN_WINDOWS[severity], f"{rule['alert']} {severity} {slo}: {pairs}"
-        for window, _, factor, budget in terms:
+        for window, _, _factor, budget in terms:
             assert budget == budgets[slo], f"{rule['alert']} {slo} {window}: budget {budget}"
         seen.add((slo, severity))
     assert seen == {(slo, severity) for slo in budgets for severity in BURN_WINDOWS}

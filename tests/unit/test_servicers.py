@@ -128,7 +128,10 @@ def test_pipeline_rpc_errors_are_translated_deliberately(code, reason, expected)
 
 # --- pipeline servicer -------------------------------------------------------------------------
 
-def pipeline_servicer(faults=FaultConfig(0, 0, 0), bypass=False) -> PipelineServicer:
+NO_FAULTS = FaultConfig(0, 0, 0)
+
+
+def pipeline_servicer(faults=NO_FAULTS, bypass=False) -> PipelineServicer:
     runner = ToolRunner(CATALOGUE, KeywordSelector(CATALOGUE), ToolContext(Allowlist(["127.0.0.0/8", "localhost"])),
                         bypass_llm=bypass, host_platform="linux")
     metrics = PipelineMetrics(CollectorRegistry(), [tool.name for tool in CATALOGUE], ["linux"])
