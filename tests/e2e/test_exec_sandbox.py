@@ -254,3 +254,20 @@ def test_pipelines_down_reads_as_service_unavailable(sandbox: Sandbox, mesh_stac
     assert sandbox.run() == "done", page.locator("#error-title").inner_text()
     expect(page.locator("#output")).to_have_text("pong")
     sandbox.assert_healthy()
+
+
+def test_one_pool_down_the_page_still_gets_answers(sandbox: Sandbox, mesh_stack) -> None:
+    """The gateway hands a dead pool's share to the other pool: the page sees no failure."""
+    page = sandbox.page
+    assert mesh_stack.cli("canary", "set", "50").returncode == 0
+    mesh_stack.stop_components("canary-1-pipeline")
+    try:
+        page.get_by_label("Input", exact=True).fill("ping")
+        for _ in range(8):  # at 50/50, eight calls would all but surely reach the canary's share
+            assert sandbox.run() == "done", page.locator("#error-title").inner_text()
+            expect(page.locator("#output")).to_have_text("pong")
+            expect(page.locator("#fact-pool")).to_have_text("stable")
+    finally:
+        mesh_stack.start_components("canary-1-pipeline")
+        mesh_stack.cli("canary", "set", "10")
+    sandbox.assert_healthy()
