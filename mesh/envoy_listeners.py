@@ -25,6 +25,8 @@ _OPEN_METHODS = {
 _ALLOW_HEADERS = (
     "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-trace-id,x-canary,authorization"
 )
+# gRPC and gRPC-Web (binary or base64 text) carrying protobuf: what the services speak.
+_GRPC_CONTENT_TYPE = r"application/grpc(-web(-text)?)?(\+proto)?(;.*)?"
 _EXPOSE_HEADERS = (
     f"grpc-status,grpc-message,grpc-status-details-bin,x-trace-id,{RATE_LIMITED_HEADER}"
 )
@@ -229,15 +231,15 @@ def _automation_methods() -> tuple[str, ...]:
 
 def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
     automation = _methods_regex(AUTOMATION_SERVICE, _automation_methods())
-    # A POST that is neither gRPC nor gRPC-Web (a form, JSON, plain text) gets 415 here.
-    # Forwarded, the gRPC server resets the stream, Envoy retries the reset on every host in
-    # turn and finally answers 503 as if the service were down.
+    # A POST that is neither gRPC nor gRPC-Web in protobuf (a form, JSON, plain text,
+    # grpc-web+json) gets 415 here. Forwarded, the gRPC server resets the stream, Envoy
+    # retries the reset on every host in turn and finally answers 503 as if the service were down.
     routes: list[dict[str, Any]] = [{
         "name": "not_grpc",
         "match": {"prefix": "/", "headers": [
             {"name": ":method", "string_match": {"exact": "POST"}},
-            {"name": "content-type", "string_match": {"prefix": "application/grpc"},
-             "invert_match": True},
+            {"name": "content-type", "string_match": {"safe_regex": {"regex": _GRPC_CONTENT_TYPE}},
+             "invert_match": True, "treat_missing_header_as_empty": True},
         ]},
         "direct_response": {"status": 415},
     }]
@@ -273,8 +275,10 @@ def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool,
                   unary: bool = True) -> dict[str, Any]:
     retry: dict[str, Any] = {
         # gRPC UNAVAILABLE and connection-level failures only: never DEADLINE_EXCEEDED or
-        # INTERNAL, which would re-run a tool that may have done its work.
-        "retry_on": "unavailable,reset,connect-failure,refused-stream",
+        # INTERNAL, which would re-run a tool that may have done its work. CANCELLED too: an
+        # automation never answers it of its own accord, but a server that is stopping
+        # cancels the calls it had accepted and not yet started.
+        "retry_on": "cancelled,unavailable,reset,connect-failure,refused-stream",
         "num_retries": s.num_retries,
         "per_try_timeout": duration(s.per_try_timeout_s),
         "retry_host_predicate": [{

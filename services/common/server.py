@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metri
 
 from services.common import logs
 from services.common.config import CommonConfig
+from services.common.decoding import RequestDecoding
 from services.common.metrics import ServerMetrics, build_info, serve_metrics
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,11 +99,13 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     disable_created_metrics()  # *_created series double the scrape size and no query here uses them
     registry = REGISTRY
     build_info(registry, spec.common.pool, spec.name, spec.common.version)
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if spec.common.telemetry:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
+    # Inside the metrics interceptor, so an undecodable request is counted as INVALID_ARGUMENT.
+    interceptors.append(RequestDecoding())
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     health = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -63,6 +63,8 @@ def route_for(config: dict, path: str, headers: dict[str, str] | None = None) ->
     """The first route matching like Envoy would (regex path, exact header values)."""
     for route in routes(config):
         match = route["match"]
+        if route["name"] == "not_grpc":  # a gRPC call's content type never matches it
+            continue
         if not re.fullmatch(match["safe_regex"]["regex"], path):
             continue
         wanted = {h["name"]: h["string_match"]["exact"] for h in match.get("headers", [])}
@@ -170,6 +172,21 @@ def test_only_known_methods_are_routed():
             route_for(config, path)
 
 
+def test_posts_that_are_not_grpc_are_refused_with_415_before_any_other_route():
+    first = routes(render(EnvoySettings()))[0]
+    assert first["name"] == "not_grpc" and first["direct_response"] == {"status": 415}
+    method, content_type = first["match"]["headers"]
+    assert method["string_match"] == {"exact": "POST"} and content_type["invert_match"] is True
+    regex = content_type["string_match"]["safe_regex"]["regex"]  # Envoy matches the whole value
+    for spoken in ("application/grpc", "application/grpc+proto", "application/grpc-web",
+                   "application/grpc-web+proto", "application/grpc-web-text",
+                   "application/grpc-web-text+proto", "application/grpc-web+proto; charset=utf-8"):
+        assert re.fullmatch(regex, spoken), spoken
+    for refused in ("text/plain", "application/json", "application/grpc-web+json",
+                    "application/grpc+json", "application/x-www-form-urlencoded", "application/grpcx"):
+        assert not re.fullmatch(regex, refused), refused
+
+
 def test_each_pool_fails_over_to_the_other_through_its_aggregate():
     config = render(EnvoySettings())
     by_name = clusters(config)
@@ -188,7 +205,7 @@ def test_each_pool_fails_over_to_the_other_through_its_aggregate():
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
     retry = route_for(config, AUTOMATION + "Execute")["route"]["retry_policy"]
     assert retry["retry_priority"]["name"] == "envoy.retry_priorities.previous_priorities"
-    assert set(retry["retry_on"].split(",")) == {"unavailable", "reset", "connect-failure",
+    assert set(retry["retry_on"].split(",")) == {"cancelled", "unavailable", "reset", "connect-failure",
                                                  "refused-stream"}
 
 

@@ -1,0 +1,88 @@
+"""A request that is not valid protobuf gets INVALID_ARGUMENT with an ErrorInfo, like every
+other bad request: left to grpc, it is UNKNOWN "Unexpected <class '...DecodeError'>: ...",
+which names library internals and counts as a server fault."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from services.common import status, tracing
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+class RequestDecoding(grpc.aio.ServerInterceptor):
+    """Wraps every method taking a single request: a parse failure becomes a marker that the
+    wrapped behaviour turns into INVALID_ARGUMENT (streamed requests are left to grpc)."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        if method in self._wrapped:
+            return self._wrapped[method]
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler  # unknown methods are not cached: the set of names is the caller's
+        wrapped = self._wrapped[method] = _wrap(method, handler)
+        return wrapped
+
+
+def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    parse = handler.request_deserializer
+
+    def deserialize(data: bytes) -> object:
+        try:
+            return parse(data)
+        except Exception:  # DecodeError, or whatever a deserializer raises on bad bytes
+            return _UNDECODABLE
+
+    async def refuse(context: grpc.aio.ServicerContext) -> None:
+        trace_id = tracing.from_metadata(context.invocation_metadata() or ()) or tracing.new_trace_id()
+        _LOGGER.info("undecodable request", extra={"method": method, "trace_id": trace_id})
+        await status.abort(context, status.rich_status(
+            grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} is not a valid protobuf message",
+            "VALIDATION_ERROR", trace_id))
+
+    if handler.unary_unary:
+        behavior = handler.unary_unary
+
+        async def unary_unary(request, context: grpc.aio.ServicerContext):
+            if request is _UNDECODABLE:
+                await refuse(context)
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, request_deserializer=deserialize,
+                                                   response_serializer=handler.response_serializer)
+    stream = handler.unary_stream
+
+    async def unary_stream(request, context: grpc.aio.ServicerContext) -> None:
+        if request is _UNDECODABLE:
+            await refuse(context)
+        result = stream(request, context)
+        # A servicer streams either as an async generator or through context.write; this
+        # wrapper writes, since grpc refuses the two mixed in one call.
+        if inspect.isasyncgen(result):
+            async for message in result:
+                await context.write(message)
+        else:
+            await result
+
+    return grpc.unary_stream_rpc_method_handler(unary_stream, request_deserializer=deserialize,
+                                                response_serializer=handler.response_serializer)
