@@ -151,9 +151,13 @@ class Bench:
         gateway = self.endpoints["gateway gRPC"]
         slow_result: dict[str, Measurement] = {}
         if self.use_h2load:
+            # Slow calls arrive steadily (slow_calls / 2 s a second, each lasting 2 s), so about
+            # `slow_calls` are always in flight; started all at once they would end, and restart,
+            # in one burst every 2 s, and that burst, not the held calls, would set the latency.
             url = f"http://{gateway.address}{EXECUTE_PATH}"
             hold = lambda: slow_result.setdefault("m", h2load.run(  # noqa: E731
-                url, SLOW, clients=4, streams=slow_calls // 4, duration_s=duration_s + 4, headers=PIN_STABLE)[0])
+                url, SLOW, clients=4, streams=slow_calls, duration_s=duration_s + 4,
+                rate_per_client=slow_calls / 2 / 4, headers=PIN_STABLE)[0])
         else:
             slow_target = Target("slow", gateway.address, EXECUTE_PATH, SLOW, expect=b"slept",
                                  metadata=(("x-canary", "never"), *auth.metadata()))
@@ -161,7 +165,7 @@ class Bench:
                 closed_loop(slow_target, slow_calls, duration_s + 4, timeout=30, channels=8)))
         thread = threading.Thread(target=hold)
         thread.start()
-        time.sleep(2)  # the slow calls' ramp-up: the first wave must be in flight before measuring
+        time.sleep(2.5)  # the slow calls' ramp-up: a full 2 s of them must be in flight before measuring
         result = self.measure(f"fast calls at {fast_rate:g}/s with {slow_calls} slow calls held", gateway,
                               concurrency=16, duration_s=duration_s, rate=fast_rate)
         thread.join()
