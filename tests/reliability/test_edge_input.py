@@ -324,3 +324,17 @@ def test_after_all_of_it_every_process_still_serves(mesh):
             assert reply.output == "pong"
     answer = web_raw(mesh.gateway.settings.listen_port, grpcweb.frame(PING))
     assert (answer.http_status, answer.grpc_status) == (200, 0), answer
+
+
+@pytest.mark.slow
+def test_a_client_that_never_finishes_its_headers_is_cut_off(port):
+    """Request headers must arrive within 10 s, or Envoy answers 408 and closes the connection."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(b"POST /opsconductor.automation.v1.AutomationService/Execute HTTP/1.1\r\nHost: x\r\n")
+        received = b""
+        while chunk := connection.recv(4096):  # returns b"" once Envoy closes the connection
+            received += chunk
+    elapsed = time.monotonic() - started
+    assert 9 <= elapsed < 20, f"the connection lasted {elapsed:.1f} s"
+    assert received.startswith(b"HTTP/1.1 408"), received[:80]
