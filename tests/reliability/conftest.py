@@ -32,3 +32,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"{name}: {shown} {entry['unit']}".rstrip())
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "reliability.json").write_text(json.dumps(_FIGURES, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+def healed(mesh):
+    """The module's mesh for one test; whatever the test killed is restarted afterwards."""
+    yield mesh
+    mesh.heal()

@@ -32,11 +32,6 @@ def mesh(tmp_path_factory) -> Iterator[Topology]:
     topology.stop()
 
 
-@pytest.fixture
-def healed(mesh) -> Iterator[Topology]:
-    yield mesh
-    mesh.heal()
-
 
 def timed_native(stub) -> tuple[float, str]:
     started = time.monotonic()

@@ -32,12 +32,6 @@ def mesh(tmp_path_factory) -> Iterator[Topology]:
     topology.stop()
 
 
-@pytest.fixture
-def healed(mesh) -> Iterator[Topology]:
-    """The mesh for one test; whatever the test killed is restarted afterwards."""
-    yield mesh
-    mesh.heal()
-
 
 def total(*traffics: Traffic) -> int:
     return sum(sum(t.ok.values()) + sum(t.failed.values()) for t in traffics)
