@@ -4,13 +4,11 @@ which names library internals and counts as a server fault."""
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
-
 import grpc
 
 from services.common import status, tracing
+from services.common.interception import WrappingInterceptor, run_behavior
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -22,26 +20,14 @@ class _Undecodable:
 _UNDECODABLE = _Undecodable()
 
 
-class RequestDecoding(grpc.aio.ServerInterceptor):
+class RequestDecoding(WrappingInterceptor):
     """Wraps every method taking a single request: a parse failure becomes a marker that the
     wrapped behaviour turns into INVALID_ARGUMENT (streamed requests are left to grpc)."""
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        if method in self._wrapped:
-            return self._wrapped[method]
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
-            return handler  # unknown methods are not cached: the set of names is the caller's
-        wrapped = self._wrapped[method] = _wrap(method, handler)
-        return wrapped
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        return _wrap(method, handler)
 
 
 def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -75,14 +61,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     async def unary_stream(request, context: grpc.aio.ServicerContext) -> None:
         if request is _UNDECODABLE:
             await refuse(context)
-        result = stream(request, context)
-        # A servicer streams either as an async generator or through context.write; this
-        # wrapper writes, since grpc refuses the two mixed in one call.
-        if inspect.isasyncgen(result):
-            async for message in result:
-                await context.write(message)
-        else:
-            await result
+        await run_behavior(stream(request, context), context)
 
     return grpc.unary_stream_rpc_method_handler(unary_stream, request_deserializer=deserialize,
                                                 response_serializer=handler.response_serializer)

@@ -4,14 +4,14 @@ families, from one grpc.aio interceptor (py-grpc-prometheus 0.8.0 rejects aio se
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from services.common.config import split_address
+from services.common.interception import WrappingInterceptor, run_behavior
 
 # Exact bounds at 1 s and 2 s for the latency SLOs; fine buckets below 100 ms, where calls live.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -36,10 +36,11 @@ def serve_metrics(address: str, registry: CollectorRegistry) -> int:
     return server.server_port
 
 
-class ServerMetrics(grpc.aio.ServerInterceptor):
+class ServerMetrics(WrappingInterceptor):
     """Counts and times every call by method and gRPC code, as py-grpc-prometheus names them."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
         self._started = Counter("grpc_server_started_total", "Total number of RPCs started on the server.",
                                 _GRPC_LABELS, registry=registry)
         self._handled = Counter("grpc_server_handled_total",
@@ -48,7 +49,6 @@ class ServerMetrics(grpc.aio.ServerInterceptor):
         self._seconds = Histogram("grpc_server_handling_seconds",
                                   "Histogram of response latency (seconds) of gRPC that had been application-level "
                                   "handled by the server.", _GRPC_LABELS, buckets=DURATION_BUCKETS, registry=registry)
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def precreate(self, service: str, methods: Iterable[str]) -> None:
         for method in methods:
@@ -58,21 +58,7 @@ class ServerMetrics(grpc.aio.ServerInterceptor):
             for code in PRECREATED_CODES:
                 self._handled.labels(*labels, code)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = await continuation(handler_call_details)
-            if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
-                return handler
-            wrapped = self._wrapped[method] = self._wrap(method, handler)
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         service, _, name = method.lstrip("/").rpartition("/")
         if handler.unary_unary:
             kind, behavior, factory = "UNARY", handler.unary_unary, grpc.unary_unary_rpc_method_handler
@@ -92,13 +78,7 @@ class ServerMetrics(grpc.aio.ServerInterceptor):
             begin = time.perf_counter()
             code = "UNKNOWN"
             try:
-                result = behavior(request, context)
-                if inspect.isasyncgen(result):
-                    async for message in result:
-                        await context.write(message)
-                    response = None
-                else:
-                    response = await result
+                response = await run_behavior(behavior(request, context), context)
                 code = _code_name(context.code())
                 return response
             except grpc.aio.AbortError:
