@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,8 @@ PIPELINE = "opsconductor.pipeline.v1.PipelineService"
 STATE_FILE = "stack.json"
 WEIGHTS_FILE = "weights.json"
 START_TIMEOUT_S = 60
+# Longer than Envoy's outlier-detection sweep (1 s) plus a health-check interval (1 s).
+POOL_SETTLE_S = 2.5
 
 
 @dataclass(frozen=True)
@@ -261,10 +264,26 @@ class Stack:
             self._start_replica(replica, version)
             with self._lock:
                 self._expected_down.difference_update(names)
-            wait_for(lambda: self.admin.pool_health()[pool].healthy == self.admin.pool_health()[pool].total,
-                     START_TIMEOUT_S, f"Envoy to see {replica.name} healthy again")
+            self._wait_pool_settled(pool, f"Envoy to take {replica.name} back")
             progress(f"{replica.name} restarted on version {version.version or '(working tree)'}")
         self.write_state()
+
+    def _wait_pool_settled(self, pool: str, what: str) -> None:
+        """Waits until every host of `pool` has been healthy in Envoy's eyes for POOL_SETTLE_S.
+        Healthy once is not enough: connection failures while a replica was down can still get
+        it ejected by outlier detection at the next sweep, and traffic would go elsewhere."""
+        healthy_since: list[float] = []
+
+        def settled() -> bool:
+            health = self.admin.pool_health()[pool]
+            if health.healthy != health.total:
+                healthy_since.clear()
+                return False
+            if not healthy_since:
+                healthy_since.append(time.monotonic())
+            return time.monotonic() - healthy_since[0] >= POOL_SETTLE_S
+
+        wait_for(settled, START_TIMEOUT_S, what, interval=0.1)
 
     def stop_components(self, names: list[str]) -> None:
         """Stops service processes on purpose (outage drills): no crash is reported for them."""
