@@ -1,9 +1,10 @@
 # Two commands matter:  `make up` (set everything up, run the whole mesh)  and  `make test`.
+# `make check` is the fast loop: lint, unit tests and the static config checks (no service runs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup up test generate bench clean
+.PHONY: setup up test check generate bench clean
 
 setup: $(VENV)/.installed .system-packages web_client/dist/index.html
 
@@ -27,6 +28,11 @@ up: setup
 test: setup
 	$(BIN)/pytest
 
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests/unit tests/static -q
+
+# Stubs from proto/ and every config rendered from code.
 generate: setup
 	scripts/generate.sh
 

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates every stub from proto/: the Python messages and gRPC stubs (package
-# `opsconductor`, mirroring the proto packages) and the browser stubs in web_client/src/gen
-# (running `npm ci` in web_client/ first when its pinned plugin is not installed yet).
-# Usage: scripts/generate.sh [OUTPUT_ROOT]   (default: the repo root)
-# Generated files are committed; tests/unit/test_contracts.py fails when they are stale.
+# Regenerates everything generated in this repository, from its one source each:
+#   - the Python stubs from proto/ (opsconductor/automation/v1, opsconductor/pipeline/v1: named
+#     like the proto packages, as grpcurl shows them);
+#   - the browser stubs in web_client/src/gen (running `npm ci` in web_client/ first when its
+#     pinned plugin is not installed yet);
+#   - every config rendered from code (opsconductor/renders.py: Envoy per variant, the
+#     Kubernetes ConfigMaps, Prometheus for compose).
+# Usage: scripts/generate.sh [OUTPUT_ROOT]   (default: the repo root; `make generate`)
+# Generated files are committed; tests/static/test_generated.py fails when any is stale.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root}
@@ -11,14 +15,18 @@ python=${PYTHON:-$root/.venv/bin/python}
 cd "$root"
 
 protos=$(find proto/opsconductor -name '*.proto' | sort)
+stub_packages=$(find proto/opsconductor -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
 
-# Python: messages, type stubs and gRPC service stubs.
-rm -rf "$out/opsconductor"
+# Python: messages, type stubs and gRPC service stubs. opsconductor/__init__.py and the
+# operator tool beside the stubs are hand-written: only the stub packages are replaced.
+for package in $stub_packages; do rm -rf "$out/opsconductor/$package"; done
 mkdir -p "$out"
 "$python" -m grpc_tools.protoc -I proto --python_out="$out" --pyi_out="$out" \
   --grpc_python_out="$out" $protos
-find "$out/opsconductor" -type d -exec sh -c \
-  'printf "\"\"\"Generated from proto/ by scripts/generate.sh; do not edit.\"\"\"\n" > "$1/__init__.py"' _ {} \;
+for package in $stub_packages; do
+  find "$out/opsconductor/$package" -type d -exec sh -c \
+    'printf "\"\"\"Generated from proto/ by scripts/generate.sh; do not edit.\"\"\"\n" > "$1/__init__.py"' _ {} \;
+done
 
 # Browser: protoc-gen-es (Connect-ES) messages and service descriptors, including the
 # vendored google.rpc protos so the page can decode ErrorInfo details. The plugin is the exact
@@ -39,3 +47,6 @@ if [ -f "$root/web_client/package.json" ]; then
     --es_opt=target=ts,import_extension=js \
     $protos google/rpc/status.proto google/rpc/error_details.proto
 fi
+
+# Configs rendered from code, written under the same root.
+"$python" -m opsconductor.renders --write "$out"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import ServicePair, service_pair
+from opsconductor.stack.replica import ServicePair, service_pair
 
 
 @pytest.fixture

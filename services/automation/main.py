@@ -1,22 +1,22 @@
-"""Entry point of the automation service: `opsconductor automation`."""
+"""Entry point of the automation service: `python -m services automation` or `opsconductor automation`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
+from opsconductor.automation.v1 import automation_pb2_grpc
 from services.automation.metrics import ExecuteMetrics
 from services.automation.pipeline_client import PipelineClient
 from services.automation.servicer import AutomationServicer
 from services.common import server
-from services.common.config import AutomationConfig
-
-SERVICE = automation_pb2.DESCRIPTOR.services_by_name["AutomationService"]
+from services.common.config import AutomationConfig, automation_config
+from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 
 
 def run(config: AutomationConfig) -> int:
     spec = server.ServiceSpec(
-        name="automation", grpc_service=SERVICE.full_name, methods=tuple(m.name for m in SERVICE.methods),
+        name="automation", grpc_service=AUTOMATION_SERVICE, methods=AUTOMATION_METHODS,
         common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr)
 
     async def setup(runtime: server.Runtime) -> Callable[[], Awaitable[None]]:
@@ -30,3 +30,7 @@ def run(config: AutomationConfig) -> int:
         return pipeline.close
 
     return server.run(spec, setup)
+
+
+def main(argv: Sequence[str] = (), env: Mapping[str, str] = os.environ) -> int:
+    return server.main("automation", argv, lambda: automation_config(env), run)

@@ -13,10 +13,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from services.common import status, tracing
 from services.common.errors import MeshError
+from services.common.names import PIPELINE_SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
-PIPELINE_SERVICE = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
 # Reconnect within seconds of the pipeline coming back, not gRPC's default of up to 120 s.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),

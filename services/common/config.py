@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
-POOLS = ("stable", "canary")
+from services.common.names import POOLS
+
 DEFAULT_ALLOWLIST = "127.0.0.0/8,::1,localhost"
 
 

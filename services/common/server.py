@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -17,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics
 
 from services.common import logs
-from services.common.config import CommonConfig
+from services.common.config import CommonConfig, ConfigError
 from services.common.decoding import RequestDecoding
 from services.common.metrics import ServerMetrics, build_info, serve_metrics
 
@@ -82,6 +83,21 @@ class _HealthServicer(HealthServicer):
 # A service's setup registers its servicers and returns a coroutine that releases what it
 # holds (channels, tasks) once the server has stopped.
 Setup = Callable[[Runtime], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+def main(name: str, argv: Sequence[str], read_config: Callable[[], object],
+         run_service: Callable[[object], int]) -> int:
+    """A service's entry point: configured by its environment alone, so it takes no arguments;
+    bad configuration exits 2 with one line naming the variable."""
+    if argv:
+        print(f"{name}: takes no arguments (configure it with environment variables)", file=sys.stderr)
+        return 2
+    try:
+        config = read_config()
+    except ConfigError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    return run_service(config)
 
 
 def run(spec: ServiceSpec, setup: Setup) -> int:

@@ -1,14 +1,16 @@
-"""Entry point of the pipeline service: `opsconductor pipeline`."""
+"""Entry point of the pipeline service: `python -m services pipeline` or `opsconductor pipeline`."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from opsconductor.pipeline.v1 import pipeline_pb2_grpc
 from services.common import server
-from services.common.config import PipelineConfig
+from services.common.config import PipelineConfig, pipeline_config
+from services.common.names import PIPELINE_METHODS, PIPELINE_SERVICE
 from services.pipeline.allowlist import Allowlist
 from services.pipeline.faults import FaultInjector
 from services.pipeline.metrics import PipelineMetrics
@@ -19,13 +21,12 @@ from services.pipeline.servicer import PipelineServicer
 from services.pipeline.tools import CATALOGUE, ToolContext
 
 _LOGGER = logging.getLogger(__name__)
-SERVICE = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"]
 HOST_PLATFORM = "darwin" if sys.platform == "darwin" else "linux"
 
 
 def run(config: PipelineConfig) -> int:
     spec = server.ServiceSpec(
-        name="pipeline", grpc_service=SERVICE.full_name, methods=tuple(m.name for m in SERVICE.methods),
+        name="pipeline", grpc_service=PIPELINE_SERVICE, methods=PIPELINE_METHODS,
         common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr)
 
     async def setup(runtime: server.Runtime) -> Callable[[], Awaitable[None]]:
@@ -56,3 +57,7 @@ def run(config: PipelineConfig) -> int:
         return release
 
     return server.run(spec, setup)
+
+
+def main(argv: Sequence[str] = (), env: Mapping[str, str] = os.environ) -> int:
+    return server.main("pipeline", argv, lambda: pipeline_config(env), run)

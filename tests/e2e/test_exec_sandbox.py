@@ -22,10 +22,10 @@ import pytest
 from grpc_health.v1 import health_pb2
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
 
-from mesh.browser import chromium
+from opsconductor.release.browser import chromium
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.procs import health_status, wait_for
-from tests.support.services import AUTOMATION_SERVICE
+from services.common.names import AUTOMATION_SERVICE
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 EXECUTE_PATH = "/opsconductor.automation.v1.AutomationService/Execute"

@@ -38,7 +38,8 @@ def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path):
     assert up.poll() is None, "".join(lines)
     children = psutil.Process(up.pid).children(recursive=True)
     assert len(children) >= 5  # two pipelines, two automations, Envoy (and the page when built)
-    assert pools(f"127.0.0.1:{ports['gateway']}", 5)
+    answered = pools(f"127.0.0.1:{ports['gateway']}", 5)
+    assert sum(answered.values()) == 5 and set(answered) <= {"stable", "canary"}, answered
     up.send_signal(signal.SIGINT)
     output = up.communicate(timeout=60)[0]
     assert up.returncode == 0, output
@@ -58,9 +59,9 @@ def test_up_refuses_a_taken_port_naming_it_and_its_holder(tmp_path):
 
 def test_a_crashed_component_is_reported_and_nothing_is_left(tmp_path):
     stack = start_stack(tmp_path, "--no-prometheus", "--no-page")
-    supervisor = psutil.Process(stack.state["supervisor_pid"])
+    supervisor = psutil.Process(stack.state.supervisor_pid)
     children = supervisor.children(recursive=True)
-    victim = psutil.Process(stack.state["components"]["canary-1-pipeline"]["pid"])
+    victim = psutil.Process(stack.state.components["canary-1-pipeline"].pid)
     victim.kill()
     supervisor.wait(60)
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]

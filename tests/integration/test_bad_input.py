@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub, error_info
-from tests.support.services import AUTOMATION_SERVICE
+from services.common.names import AUTOMATION_SERVICE
 from tests.support.procs import health_status
 
 CLEAR = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,

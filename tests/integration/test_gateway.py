@@ -24,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from mesh.envoy_config import JwtSettings
+from opsconductor.gateway.settings import JwtSettings
 from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.procs import BIN, wait_for
-from tests.support.services import ServicePair, service_pair
+from opsconductor.stack.replica import ServicePair, service_pair
+from services.common.names import AUTOMATION_SERVICE
 
-SERVICE = "opsconductor.automation.v1.AutomationService"
+SERVICE = AUTOMATION_SERVICE
 EXECUTE = f"/{SERVICE}/Execute"
 ALLOWED_ORIGIN = "http://127.0.0.1:3100"
 PING = automation_pb2.ExecuteRequest(input="ping", tool="echo")

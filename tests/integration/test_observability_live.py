@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from mesh import promql
-from mesh.processes import wait_for
-from mesh.promclient import query
+from tests.support import promql
+from opsconductor.stack.processes import wait_for
+from opsconductor.observability.prometheus import query
 from tests.support.calls import automation_stub, execute
 
 pytestmark = pytest.mark.slow

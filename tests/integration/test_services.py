@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2
 
 from tests.support.calls import automation_stub, error_info, execute, trailing
 from tests.support.procs import BIN, free_port, health_status, wait_for
-from tests.support.services import AUTOMATION_SERVICE, PIPELINE_SERVICE
+from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
 
 GRPCURL = str(BIN / "grpcurl")
 

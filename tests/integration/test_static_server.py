@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.static_server import create_server
+from services.page.server import create_server
 from tests.support.procs import free_port, wait_for
 
 JS = "export const answer = 42;\n" * 200  # big enough to be worth compressing
@@ -179,7 +179,7 @@ def test_command_serves_then_stops_cleanly_on_sigterm(dist: Path, tmp_path: Path
     port = free_port()
     log = open(tmp_path / "page.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mesh.static_server", "--directory", str(dist), "--addr", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "services", "page", "--directory", str(dist), "--addr", f"127.0.0.1:{port}",
          "--gateway-url", "http://gw.example:3000"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "INFO"},
         cwd=Path(__file__).resolve().parents[2])

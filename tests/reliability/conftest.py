@@ -4,9 +4,12 @@ run and written to test-artifacts/reliability.json."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.topology import Topology, start_topology
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _FIGURES: dict[str, dict[str, object]] = {}
@@ -39,3 +42,13 @@ def healed(mesh):
     """The module's mesh for one test; whatever the test killed is restarted afterwards."""
     yield mesh
     mesh.heal()
+
+
+@pytest.fixture(scope="module")
+def mesh(request, tmp_path_factory) -> Iterator[Topology]:
+    """The one mesh factory of this layer: service pairs behind a real Envoy, shared by a
+    module and shaped by its MESH (start_topology's arguments; default one replica per pool)."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    topology = start_topology(tmp_path_factory.mktemp(module), **getattr(request.module, "MESH", {}))
+    yield topology
+    topology.stop()

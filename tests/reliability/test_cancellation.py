@@ -7,29 +7,21 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
 
 import grpc
 import pytest
 
-from mesh import grpcweb
+from opsconductor.load import grpcweb
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub
 from tests.support.metrics import in_flight, metric
 from tests.support.procs import wait_for
-from tests.support.services import ServicePair
-from tests.support.topology import Topology, start_topology
+from opsconductor.stack.replica import ServicePair
+from services.common.names import AUTOMATION_EXECUTE
 
-EXECUTE = "/opsconductor.automation.v1.AutomationService/Execute"
+EXECUTE = AUTOMATION_EXECUTE
 # Every call here is pinned to the stable pool, so we know which pipeline runs the tool.
 PIN = ("x-canary", "never")
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("cancel"), stable=1, canary=1)
-    yield topology
-    topology.stop()
 
 
 def slow(trace_id: str, ms: int = 20_000) -> automation_pb2.ExecuteRequest:

@@ -6,7 +6,6 @@ localhost) refuses any other destination before sending anything."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -17,11 +16,11 @@ from hypothesis import strategies as st
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub, error_info
 from tests.support.procs import health_status
-from tests.support.topology import Topology, start_topology
+from services.common.names import AUTOMATION_SERVICE
 
 pytestmark = pytest.mark.slow
 
-AUTOMATION = "opsconductor.automation.v1.AutomationService"
+AUTOMATION = AUTOMATION_SERVICE
 TOOLS = ["echo", "delay", "dns_lookup", "tcp_check", "http_check"]
 CLEAR = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
          grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -56,13 +55,6 @@ wild = st.builds(
 requests = st.one_of(wild, plausible)
 metadata = st.lists(st.tuples(st.sampled_from(["x-trace-id", "traceparent", "x-canary", "x-custom"]), header_text),
                     max_size=3, unique_by=lambda item: item[0])
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("fuzz"), stable=1, canary=1)
-    yield topology
-    topology.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from mesh import grpcweb
+from opsconductor.load import grpcweb
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub, error_info
 from tests.support.metrics import upstream_requests
 from tests.support.procs import health_status
-from tests.support.topology import Topology, start_topology
+from services.common.names import AUTOMATION_EXECUTE, AUTOMATION_SERVICE
 
-EXECUTE = "/opsconductor.automation.v1.AutomationService/Execute"
-AUTOMATION = "opsconductor.automation.v1.AutomationService"
+EXECUTE = AUTOMATION_EXECUTE
+AUTOMATION = AUTOMATION_SERVICE
 PING = automation_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
 # A short route bound, so that requests no server ever answers are cut in seconds here.
 # (The product's bound is 35 s; a unit test checks it is rendered the same way.)
@@ -35,12 +34,8 @@ ROUTE_BOUND_S = 3
 CODE = {code.name: code.value[0] for code in grpc.StatusCode}
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("edge"), stable=1, canary=1,
-                              route_timeout_s=ROUTE_BOUND_S, per_try_timeout_s=ROUTE_BOUND_S)
-    yield topology
-    topology.stop()
+# The module's mesh (tests/reliability/conftest.py), shaped for these tests.
+MESH = {"route_timeout_s": ROUTE_BOUND_S, "per_try_timeout_s": ROUTE_BOUND_S}
 
 
 @pytest.fixture(scope="module")

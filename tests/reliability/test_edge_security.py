@@ -18,8 +18,8 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from mesh import grpcweb
-from mesh.envoy_config import JwtSettings
+from opsconductor.load import grpcweb
+from opsconductor.gateway.settings import JwtSettings
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub
 from tests.support.gateway import Gateway
@@ -27,11 +27,11 @@ from tests.support.metrics import upstream_requests
 from tests.support.procs import wait_for
 from tests.support.stack import RunningStack, start_stack, stop_stack
 from tests.support.tokens import SigningKey, mint, write_jwks
-from tests.support.topology import Topology, start_topology
+from services.common.names import AUTOMATION_SERVICE
 
 pytestmark = pytest.mark.slow
 
-AUTOMATION = "opsconductor.automation.v1.AutomationService"
+AUTOMATION = AUTOMATION_SERVICE
 EXECUTE = f"/{AUTOMATION}/Execute"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 ISSUER, AUDIENCE = "https://login.opsconductor.test", "opsconductor-mesh"
@@ -58,11 +58,8 @@ def keys(tmp_path_factory) -> Keys:
     return Keys(rs256, es256, SigningKey.make("ec-1", "ES256"), jwks)
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("security"), stable=1, canary=1, gateway=False)
-    yield topology
-    topology.stop()
+# The module's mesh (tests/reliability/conftest.py), shaped for these tests.
+MESH = {"gateway": False}  # its gateways are added by the fixtures below
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +210,8 @@ def stack(tmp_path_factory, keys) -> Iterator[RunningStack]:
 
 def test_every_component_of_a_stack_listens_on_loopback_only(stack):
     state = stack.state
-    pids = {name: info["pid"] for name, info in state["components"].items()}
-    pids["supervisor"] = state["supervisor_pid"]
+    pids = {name: info.pid for name, info in state.components.items()}
+    pids["supervisor"] = state.supervisor_pid
     listening: dict[str, list[tuple[str, int]]] = {}
     for name, pid in pids.items():
         for conn in psutil.Process(pid).net_connections(kind="inet"):
@@ -266,7 +263,7 @@ def test_bearer_tokens_never_reach_a_log_file(stack, keys):
     # The gateway let the valid token through and refused the forged one.
     assert answers == {"OK": 1, "NOT_FOUND": 1, "UNAUTHENTICATED": 2, "web 5": 1, "web 16": 1}, answers
     # Straight to an automation service too, where nothing strips the header.
-    channel, stub = automation_stub(stack.state["replicas"][0]["automation"])
+    channel, stub = automation_stub(stack.state.replicas[0].automation)
     with channel, pytest.raises(grpc.RpcError):
         stub.Execute(unknown_tool, timeout=10, metadata=(("authorization", f"Bearer {valid}"),
                                                          ("x-trace-id", traced("direct"))))

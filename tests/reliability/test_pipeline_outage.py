@@ -6,31 +6,22 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
 
-from mesh import grpcweb
+from opsconductor.load import grpcweb
 from tests.support.calls import automation_stub
 from tests.support.procs import wait_for
-from tests.support.topology import Topology, start_topology
 from tests.support.traffic import PING, Traffic
+from services.common.names import AUTOMATION_EXECUTE
 
 pytestmark = pytest.mark.slow
 
-EXECUTE = "/opsconductor.automation.v1.AutomationService/Execute"
+EXECUTE = AUTOMATION_EXECUTE
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 ANSWER_BOUND_S = 3.0
 RECOVERY_BOUND_S = 10.0
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("outage"), stable=1, canary=1)
-    yield topology
-    topology.stop()
-
 
 
 def timed_native(stub) -> tuple[float, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
@@ -15,7 +14,6 @@ from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub
 from tests.support.metrics import in_flight
 from tests.support.procs import wait_for
-from tests.support.topology import Topology, start_topology
 from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.slow
@@ -25,12 +23,8 @@ def delay(ms: int) -> automation_pb2.ExecuteRequest:
     return automation_pb2.ExecuteRequest(input="x", tool="delay", arguments={"ms": str(ms)})
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("faults"), stable=2, canary=1)
-    yield topology
-    topology.stop()
-
+# The module's mesh (tests/reliability/conftest.py), shaped for these tests.
+MESH = {"stable": 2}  # one stable replica can be killed while the other serves
 
 
 def total(*traffics: Traffic) -> int:

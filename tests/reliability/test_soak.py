@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import grpc
 import psutil
@@ -14,22 +13,16 @@ import pytest
 
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.metrics import metric
-from tests.support.topology import Topology, start_topology
+from tests.support.topology import Topology
+from services.common.names import AUTOMATION_EXECUTE
 
 pytestmark = pytest.mark.slow
 
-EXECUTE = "/opsconductor.automation.v1.AutomationService/Execute"
+EXECUTE = AUTOMATION_EXECUTE
 WARM_UP_CALLS = 2_000
 SOAK_CALLS = 20_000
 RSS_GROWTH_LIMIT = 10 * 1024 * 1024
 CHANNELS, CONCURRENCY = 4, 32
-
-
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory) -> Iterator[Topology]:
-    topology = start_topology(tmp_path_factory.mktemp("soak"), stable=1, canary=1)
-    yield topology
-    topology.stop()
 
 
 async def _drive(target: str, calls: int) -> Counter:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mesh.envoy_admin import AdminError, EnvoyAdmin
-from mesh.envoy_config import EnvoySettings, render, to_yaml
+from opsconductor.gateway.admin import AdminError, EnvoyAdmin
+from opsconductor.gateway.config import render, to_yaml
+from opsconductor.gateway.settings import EnvoySettings
 from tests.support.procs import BIN, Process, free_port, wait_for
-
-_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass

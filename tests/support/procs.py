@@ -1,6 +1,7 @@
-"""Process helpers for tests: the mesh tooling's own, so tests start things the way users do."""
+"""Process helpers for tests: the operator tool's own, so tests start things the way users do."""
 
-from mesh.processes import BIN, Child, free_port, health_status, wait_for
+from opsconductor.stack.ports import free_port
+from opsconductor.stack.processes import BIN, Child, health_status, wait_for
 
 Process = Child
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh import control
-from mesh.processes import BIN, free_port
+from opsconductor.stack import control
+from opsconductor.stack.ports import free_port
+from opsconductor.stack.processes import BIN
+from opsconductor.stack.state import StackState, load
 
 
 @dataclass
@@ -18,8 +19,8 @@ class RunningStack:
     extra_args: list[str] = field(default_factory=list)
 
     @property
-    def state(self) -> dict:
-        return json.loads((self.state_dir / "stack.json").read_text())
+    def state(self) -> StackState:
+        return load(self.state_dir)
 
     @property
     def gateway(self) -> str:
@@ -47,7 +48,7 @@ class RunningStack:
                               capture_output=True, text=True, timeout=timeout)
 
     def control(self, command: dict) -> list[str]:
-        return list(control.send(Path(self.state["control_socket"]), command))
+        return list(control.send(Path(self.state.control_socket), command))
 
     def stop_components(self, *names: str) -> None:
         self.control({"op": "stop", "components": list(names)})
@@ -56,7 +57,7 @@ class RunningStack:
         self.control({"op": "start", "components": list(names)})
 
     def pipelines(self) -> list[str]:
-        return [name for name in self.state["components"] if name.endswith("-pipeline")]
+        return [name for name in self.state.components if name.endswith("-pipeline")]
 
 
 def stack_ports() -> dict[str, int]:

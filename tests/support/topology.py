@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.procs import Process
-from tests.support.services import ServicePair, service_pair
-
-_LOGGER = logging.getLogger(__name__)
+from opsconductor.stack.replica import ServicePair, service_pair
 
 
 @dataclass
@@ -53,8 +50,7 @@ class Topology:
             if not pair.pipeline.running():
                 pair.start_pipeline()
             if not pair.automation.running():
-                pair.automation.start()
-                pair.automation.wait_healthy(pair.automation_target, "opsconductor.automation.v1.AutomationService")
+                pair.start_automation()
         if self.gateway is not None:
             self.gateway.admin.set_weights(90, 10)
             self.gateway.wait_pools_healthy({pool: len(pairs) for pool, pairs in self.pools.items()})
@@ -76,8 +72,7 @@ def start_topology(log_dir: Path, *, stable: int = 1, canary: int = 1, gateway: 
     try:
         for pool, count in (("stable", stable), ("canary", canary)):
             for index in range(count):
-                pair = service_pair(log_dir, pool=pool, name=f"{pool}-{index + 1}",
-                                    pipeline_env=env, automation_env=env)
+                pair = service_pair(log_dir, pool=pool, name=f"{pool}-{index + 1}", env=env)
                 topology.pools[pool].append(pair)
                 pair.start()
         if gateway:

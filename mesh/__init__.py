@@ -1,1 +1,0 @@
-"""Operator tooling behind the `opsconductor` command."""

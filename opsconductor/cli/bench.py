@@ -1,0 +1,50 @@
+"""`opsconductor bench`: throughput, latency and cost of Execute on this machine.
+
+It starts its own mesh on free ports and measures, in one run so the ratios compare like with
+like: the pipeline directly and the automation service directly (the floors), the gateway over
+native gRPC and over gRPC-Web (pinned to the stable pool, so the same two processes serve every
+scenario), a steady rate through the gateway, and fast calls while hundreds of slow ones are
+held. h2load drives the load when it is installed, a built-in asyncio client otherwise; every
+reply is checked against the serving process's own count of OK calls. `--soak` sends 100,000
+calls and reports memory growth; `--telemetry-cost` compares per-call metrics and logs on/off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from opsconductor.load.bench import BenchOptions, run_benchmark, telemetry_cost, verified
+from opsconductor.load.report import table
+
+
+def run(args: argparse.Namespace) -> int:
+    options = BenchOptions(duration_s=args.duration, concurrency=args.concurrency, rate=args.rate,
+                           slow_calls=args.slow_calls, soak=args.soak, soak_calls=args.soak_calls,
+                           builtin_client=args.builtin_client)
+    if args.telemetry_cost:
+        report = telemetry_cost(options)
+        print(f"per-call metrics and logs cost {report['cost']:.1%} of throughput through the automation service "
+              f"(target: at most 20 %)")
+    else:
+        report = run_benchmark(options)
+        print(table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0 if args.telemetry_cost or verified(report) else 1
+
+
+def add_parsers(commands) -> None:
+    bench = commands.add_parser("bench", help="measure throughput, latency and cost of Execute",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (default 10)")
+    bench.add_argument("--concurrency", type=int, default=64, help="concurrent calls (default 64)")
+    bench.add_argument("--rate", type=float, default=500.0, help="steady rate through the gateway (default 500/s)")
+    bench.add_argument("--slow-calls", type=int, default=500, help="slow calls held open (default 500)")
+    bench.add_argument("--soak", action="store_true", help="send --soak-calls calls and report memory growth")
+    bench.add_argument("--soak-calls", type=int, default=100_000, help="calls in a soak (default 100000)")
+    bench.add_argument("--telemetry-cost", action="store_true", help="compare TELEMETRY on and off")
+    bench.add_argument("--builtin-client", action="store_true", help="use the asyncio client even if h2load exists")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    bench.set_defaults(func=run)

@@ -1,0 +1,1 @@
+"""The gateway: Envoy config rendering (settings, listeners, clusters, variants) and the admin client."""

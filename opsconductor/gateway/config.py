@@ -1,0 +1,59 @@
+"""The gateway's Envoy configuration: one renderer for every deployment (local, compose, k8s).
+
+`render(EnvoySettings(...))` gives the bootstrap config as data, `to_yaml` its text; the
+committed renders of each deployment come from variants.py (`make generate`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opsconductor import yamltext
+from opsconductor.gateway.clusters import clusters
+from opsconductor.gateway.listeners import gateway_listener, stats_listener
+from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, socket_address
+
+
+def render(settings: EnvoySettings) -> dict[str, Any]:
+    """The bootstrap config as plain data (write it with `to_yaml`)."""
+    s = settings
+    return {
+        "admin": {"address": socket_address(s.admin_address, s.admin_port)},
+        "layered_runtime": {
+            "layers": [
+                # The static layer makes the weights visible in GET /runtime from the start;
+                # the admin layer is what POST /runtime_modify writes (memory only: a restart
+                # goes back to these values).
+                {"name": "static", "static_layer": _default_weights(s)},
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": TYPE_PREFIX + "extensions.resource_monitors"
+                        ".downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": s.max_downstream_connections,
+                    },
+                }
+            ]
+        },
+        "static_resources": {
+            "listeners": [gateway_listener(s), stats_listener(s)],
+            "clusters": clusters(s),
+        },
+    }
+
+
+def to_yaml(config: dict[str, Any], header: str = "") -> str:
+    """YAML text of a rendered config."""
+    return yamltext.dump(config, header=header)
+
+
+def _default_weights(s: EnvoySettings) -> dict[str, int]:
+    return {
+        f"{RUNTIME_KEY_PREFIX}.stable": 100 - s.canary_weight,
+        f"{RUNTIME_KEY_PREFIX}.canary": s.canary_weight,
+    }

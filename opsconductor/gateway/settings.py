@@ -1,0 +1,110 @@
+"""What the gateway's Envoy config may vary by deployment, and the names it fixes for all."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from opsconductor.stack.ports import LOCAL_PORTS, replica_ports
+
+# Route-level clusters are named after the pools; the runtime key of a pool's weight is
+# "<RUNTIME_KEY_PREFIX>.<pool>", which is what `POST /runtime_modify` on the admin port sets.
+RUNTIME_KEY_PREFIX = "routing.automation"
+CANARY_HEADER = "x-canary"
+RATE_LIMITED_HEADER = "x-ratelimited"
+ENDPOINT_METADATA = "opsconductor"  # filter_metadata namespace carrying each host's pool
+
+TYPE_PREFIX = "type.googleapis.com/envoy."
+
+Host = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """Bearer-token check on AutomationService calls (health, reflection and stats stay open)."""
+
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks_path: str  # a local JWKS file (mounted from a Secret in Kubernetes)
+
+
+@dataclass(frozen=True)
+class EnvoySettings:
+    """Everything that differs between deployments; defaults are the local stack's."""
+
+    stable_hosts: tuple[Host, ...] = (("127.0.0.1", replica_ports("stable", 0)["automation"]),)
+    canary_hosts: tuple[Host, ...] = (("127.0.0.1", replica_ports("canary", 0)["automation"]),)
+    # STATIC for IP literals; STRICT_DNS for container and Service names (headless Services
+    # resolve to every pod IP, so Envoy balances across pods itself).
+    discovery: Literal["STATIC", "STRICT_DNS"] = "STATIC"
+    listen_address: str = "127.0.0.1"
+    listen_port: int = LOCAL_PORTS.gateway
+    admin_port: int = LOCAL_PORTS.envoy_admin
+    admin_address: str = "127.0.0.1"  # loopback only: the admin can change routing
+    stats_address: str = "127.0.0.1"
+    stats_port: int = LOCAL_PORTS.envoy_stats
+    cors_origins: tuple[str, ...] = (f"http://127.0.0.1:{LOCAL_PORTS.page}", f"http://localhost:{LOCAL_PORTS.page}")
+    canary_weight: int = 10
+    # Above the services' own 30 s deadline, so their TIMEOUT reaches the caller and a slow
+    # call is never cut by Envoy and re-run on another host.
+    route_timeout_s: int = 35
+    per_try_timeout_s: int = 31
+    num_retries: int = 3
+    health_check_interval_s: float = 1.0
+    # Far above what this mesh can serve, so only a deliberate setting ever limits anything.
+    max_connections: int = 10_000
+    max_pending_requests: int = 100_000
+    max_requests: int = 100_000
+    max_retries: int = 10_000
+    max_downstream_connections: int = 50_000
+    rate_limit_per_s: int = 100_000
+    access_log_path: str = "/dev/stdout"
+    jwt: JwtSettings | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("listen_address", "admin_address", "stats_address"):
+            try:
+                ipaddress.ip_address(getattr(self, name))
+            except ValueError:
+                raise ValueError(
+                    f"{name} must be an IP address, got {getattr(self, name)!r}") from None
+        if not ipaddress.ip_address(self.admin_address).is_loopback:
+            raise ValueError(f"admin_address must be loopback, got {self.admin_address!r}")
+        for name in ("listen_port", "admin_port", "stats_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise ValueError(f"{name} must be 1-65535, got {getattr(self, name)}")
+        if len({self.listen_port, self.admin_port, self.stats_port}) != 3:
+            raise ValueError("listen_port, admin_port and stats_port must differ")
+        if not self.stable_hosts or not self.canary_hosts:
+            raise ValueError("each pool needs at least one host")
+        for host, port in (*self.stable_hosts, *self.canary_hosts):
+            if not 0 < port < 65536:
+                raise ValueError(f"bad upstream port {host}:{port}")
+            if self.discovery == "STATIC" and not _is_ip(host):
+                raise ValueError(f"STATIC discovery takes IP addresses, got {host!r}; "
+                                 "use STRICT_DNS for names")
+        if not 0 <= self.canary_weight <= 100:
+            raise ValueError(f"canary_weight must be 0-100, got {self.canary_weight}")
+        if self.per_try_timeout_s > self.route_timeout_s:
+            raise ValueError("per_try_timeout_s must not exceed route_timeout_s")
+        if self.rate_limit_per_s < 1:
+            raise ValueError("rate_limit_per_s must be at least 1")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def socket_address(host: str, port: int) -> dict[str, Any]:
+    """An Envoy socket address."""
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def duration(seconds: float) -> str:
+    """An Envoy duration."""
+    return f"{seconds:g}s"

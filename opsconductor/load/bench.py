@@ -1,0 +1,294 @@
+"""The benchmark behind `opsconductor bench` (its help says what each scenario measures): a mesh
+on free ports, load from h2load or an asyncio client, and every reply checked against the
+serving process's own count."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from opsconductor import auth
+from opsconductor.automation.v1 import automation_pb2
+from opsconductor.load import grpcweb, h2load
+from opsconductor.load.loadgen import Measurement, Target, closed_loop
+from opsconductor.load.report import machine, targets
+from opsconductor.observability import prometheus
+from opsconductor.pipeline.v1 import pipeline_pb2
+from opsconductor.stack.ports import Ports, free_port
+from opsconductor.stack.replica import service_pair
+from opsconductor.stack.spec import StackSpec
+from opsconductor.stack.supervisor import Stack
+from services.common.names import AUTOMATION_EXECUTE, PIPELINE_EXECUTE
+PING = automation_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
+PIPELINE_PING = pipeline_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
+SLOW = automation_pb2.ExecuteRequest(input="x", tool="delay", arguments={"ms": "2000"}).SerializeToString()
+PIN_STABLE = ("x-canary: never", *(f"{k}: {v}" for k, v in auth.headers().items()))
+PROCESSES = ("stable-1-pipeline", "stable-1-automation", "envoy")
+# Outcomes the server counts for a scenario, from its own grpc_server_handled_total.
+SERVER_CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "DEADLINE_EXCEEDED", "UNAVAILABLE", "INTERNAL",
+                "CANCELLED", "UNKNOWN", "RESOURCE_EXHAUSTED")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    duration_s: float = 10.0
+    concurrency: int = 64
+    rate: float = 500.0  # steady rate through the gateway
+    slow_calls: int = 500
+    soak: bool = False
+    soak_calls: int = 100_000
+    builtin_client: bool = False
+
+
+@dataclass
+class Endpoint:
+    """Where a scenario sends calls, and whose /metrics counts the OK replies."""
+
+    name: str
+    address: str
+    path: str
+    message: bytes
+    counter_url: str
+    web: bool = False
+    headers: tuple[str, ...] = ()
+
+
+class Bench:
+    def __init__(self, stack: Stack, use_h2load: bool) -> None:
+        self.stack = stack
+        self.use_h2load = use_h2load
+        self.processes = {name: psutil.Process(stack.children[name].pid) for name in PROCESSES}
+        stable = next(r.pair for r in stack.replicas if r.pool == "stable")
+        automation_metrics = f"http://{stable.automation_metrics}/metrics"
+        gateway = f"127.0.0.1:{stack.spec.ports.gateway}"
+        self.endpoints = {
+            "pipeline direct": Endpoint("pipeline direct", stable.pipeline_target, PIPELINE_EXECUTE, PIPELINE_PING,
+                                        f"http://{stable.pipeline_metrics}/metrics"),
+            "automation direct": Endpoint("automation direct", stable.automation_target, AUTOMATION_EXECUTE, PING,
+                                          automation_metrics),
+            "gateway gRPC": Endpoint("gateway gRPC", gateway, AUTOMATION_EXECUTE, PING, automation_metrics,
+                                     headers=PIN_STABLE),
+            "gateway gRPC-Web": Endpoint("gateway gRPC-Web", gateway, AUTOMATION_EXECUTE, PING, automation_metrics,
+                                         web=True, headers=PIN_STABLE),
+        }
+
+    # --- measuring -----------------------------------------------------------------------------
+
+    def _ok_count(self, endpoint: Endpoint) -> dict[str, float]:
+        handled = prometheus.scrape(endpoint.counter_url).get("grpc_server_handled_total", [])
+        return {code: sum(s.value for s in handled
+                          if s.labels.get("grpc_method") == "Execute" and s.labels.get("grpc_code") == code)
+                for code in SERVER_CODES}
+
+    def measure(self, label: str, endpoint: Endpoint, *, concurrency: int, duration_s: float | None = None,
+                requests: int | None = None, rate: float | None = None) -> dict:
+        """One scenario: load, then latency, server-verified outcomes, CPU and RSS."""
+        print(f"  {label} …", file=sys.stderr, flush=True)
+        codes_before = self._ok_count(endpoint)
+        cpu_before = self._cpu()
+        self_before = _own_cpu()
+        if self.use_h2load:
+            clients = concurrency if endpoint.web else max(1, min(8, concurrency // 8))
+            if rate:
+                # h2load paces each connection with its own timer: few connections, so the
+                # calls arrive evenly rather than in a burst per tick.
+                clients = 2
+            streams = max(1, concurrency // clients)
+            measurement, loadgen_cpu = h2load.run(
+                f"http://{endpoint.address}{endpoint.path}", endpoint.message, web=endpoint.web, clients=clients,
+                streams=streams, duration_s=duration_s, requests=requests,
+                rate_per_client=rate / clients if rate else None, headers=endpoint.headers)
+            loadgen = "h2load"
+        else:
+            measurement = self._builtin(endpoint, concurrency, duration_s or 10.0)
+            loadgen_cpu, loadgen = _own_cpu() - self_before, "asyncio client"
+        cpu_after = self._cpu()
+        codes_after = self._ok_count(endpoint)
+        by_code = {code: int(codes_after[code] - codes_before[code]) for code in codes_after
+                   if codes_after[code] > codes_before[code]}
+        summary = measurement.summary()
+        calls = max(summary["calls"], 1)
+        result = {
+            "scenario": label, "loadgen": loadgen, "concurrency": concurrency, "rate": rate, **summary,
+            "server_codes": by_code,
+            # h2load counts HTTP 200; the server's own count of OK replies is the truth. A timed
+            # run ends by resetting the calls still in flight: those count CANCELLED, at most
+            # one per concurrent call, and are not failures.
+            "verified": by_code.get("OK", 0) >= summary["ok"] and not summary["errors"]
+                        and set(by_code) <= {"OK", "CANCELLED"} and by_code.get("CANCELLED", 0) <= concurrency,
+            "cpu_us_per_call": {**{name: round((cpu_after[name] - cpu_before[name]) / calls * 1e6, 1)
+                                   for name in cpu_before}, "loadgen": round(loadgen_cpu / calls * 1e6, 1)},
+            "rss_mb": self.rss_mb(),
+        }
+        print(f"    {result['rps']:.0f} calls/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+              f"server codes {by_code}", file=sys.stderr, flush=True)
+        return result
+
+    def _builtin(self, endpoint: Endpoint, concurrency: int, duration_s: float) -> Measurement:
+        if not endpoint.web:
+            target = Target(endpoint.name, endpoint.address, endpoint.path, endpoint.message,
+                            metadata=tuple(tuple(h.split(": ", 1)) for h in endpoint.headers))
+            return asyncio.run(closed_loop(target, concurrency, duration_s))
+        return _web_closed_loop(endpoint, concurrency, duration_s)
+
+    def _cpu(self) -> dict[str, float]:
+        return {name: sum(process.cpu_times()[:2]) for name, process in self.processes.items()}
+
+    def rss_mb(self) -> dict[str, float]:
+        return {name: round(process.memory_info().rss / 2**20, 1) for name, process in self.processes.items()}
+
+    # --- scenarios -------------------------------------------------------------------------------
+
+    def slow_and_fast(self, slow_calls: int, fast_rate: float, duration_s: float) -> dict:
+        """Fast calls at a steady rate while `slow_calls` delay-2-s calls are held open."""
+        gateway = self.endpoints["gateway gRPC"]
+        slow_result: dict[str, Measurement] = {}
+        if self.use_h2load:
+            # Slow calls arrive steadily (slow_calls / 2 s a second, each lasting 2 s), so about
+            # `slow_calls` are always in flight; started all at once they would end, and restart,
+            # in one burst every 2 s, and that burst, not the held calls, would set the latency.
+            url = f"http://{gateway.address}{AUTOMATION_EXECUTE}"
+            hold = lambda: slow_result.setdefault("m", h2load.run(  # noqa: E731
+                url, SLOW, clients=4, streams=slow_calls, duration_s=duration_s + 4,
+                rate_per_client=slow_calls / 2 / 4, headers=PIN_STABLE)[0])
+        else:
+            slow_target = Target("slow", gateway.address, AUTOMATION_EXECUTE, SLOW, expect=b"slept",
+                                 metadata=(("x-canary", "never"), *auth.metadata()))
+            hold = lambda: slow_result.setdefault("m", asyncio.run(  # noqa: E731
+                closed_loop(slow_target, slow_calls, duration_s + 4, timeout=30, channels=8)))
+        thread = threading.Thread(target=hold)
+        thread.start()
+        time.sleep(2.5)  # the slow calls' ramp-up: a full 2 s of them must be in flight before measuring
+        result = self.measure(f"fast calls at {fast_rate:g}/s with {slow_calls} slow calls held", gateway,
+                              concurrency=16, duration_s=duration_s, rate=fast_rate)
+        thread.join()
+        slow = slow_result["m"].summary()
+        result["slow_calls"] = {"completed": slow["ok"], "errors": slow["errors"], "p50_ms": slow["p50_ms"]}
+        return result
+
+    def soak(self, calls: int) -> dict:
+        gateway = self.endpoints["gateway gRPC"]
+        warm_up = max(calls // 10, 1000)
+        self.measure("soak warm-up", gateway, concurrency=32, requests=warm_up)
+        rss_before = self.rss_mb()
+        result = self.measure(f"soak {calls} calls", gateway, concurrency=32, requests=calls)
+        rss_after = self.rss_mb()
+        result["rss_growth"] = {name: {"after_warm_up_mb": rss_before[name], "end_mb": rss_after[name],
+                                       "growth_mb": round(rss_after[name] - rss_before[name], 1),
+                                       "growth_pct": round((rss_after[name] / rss_before[name] - 1) * 100, 1)}
+                                for name in rss_before}
+        return result
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _web_closed_loop(endpoint: Endpoint, concurrency: int, duration_s: float) -> Measurement:
+    """gRPC-Web without h2load: keep-alive HTTP/1.1 connections on threads."""
+    import http.client
+
+    measurement = Measurement()
+    stop_at = time.perf_counter() + duration_s
+    host, _, port = endpoint.address.rpartition(":")
+    headers = dict(h.split(": ", 1) for h in endpoint.headers)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        while time.perf_counter() < stop_at:
+            begin = time.perf_counter()
+            try:
+                reply = grpcweb.call(host, int(port), endpoint.path, endpoint.message, headers,
+                                     connection=connection)
+                ok = reply.grpc_status == 0 and reply.messages and b"pong" in reply.messages[0]
+            except OSError:
+                ok, reply = False, None
+                connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            with lock:
+                if ok:
+                    measurement.latencies.append(time.perf_counter() - begin)
+                else:
+                    measurement.errors[f"grpc-status {reply.grpc_status}" if reply else "CONNECTION"] += 1
+
+    begin = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    measurement.elapsed_s = time.perf_counter() - begin
+    return measurement
+
+
+def _start_stack(state_dir: Path) -> Stack:
+    ports = Ports(gateway=free_port(), page=free_port(), prometheus=free_port(), envoy_admin=free_port(),
+                  envoy_stats=free_port())
+    stack = Stack(StackSpec(state_dir=state_dir, ports=ports, with_prometheus=False, with_page=False,
+                            auto_service_ports=True), echo=lambda line: print(line, file=sys.stderr))
+    stack.start()
+    return stack
+
+
+def run_benchmark(options: BenchOptions) -> dict:
+    """Starts a mesh on free ports, runs every scenario (or the soak) on it, stops it; the report."""
+    use_h2load = h2load.available() and not options.builtin_client
+    report: dict = {"machine": machine(), "loadgen": "h2load" if use_h2load else "asyncio client",
+                    "duration_s": options.duration_s, "concurrency": options.concurrency}
+    with tempfile.TemporaryDirectory(prefix="opsconductor-bench-") as tmp:
+        print("starting a mesh for the benchmark …", file=sys.stderr, flush=True)
+        stack = _start_stack(Path(tmp))
+        try:
+            bench = Bench(stack, use_h2load)
+            if options.soak:
+                report["soak"] = bench.soak(options.soak_calls)
+            else:
+                report["results"] = [bench.measure(name, endpoint, concurrency=options.concurrency,
+                                                   duration_s=options.duration_s)
+                                     for name, endpoint in bench.endpoints.items()]
+                report["results"].append(bench.measure(
+                    f"gateway gRPC at {options.rate:g}/s", bench.endpoints["gateway gRPC"], concurrency=16,
+                    duration_s=options.duration_s, rate=options.rate))
+                report["results"].append(bench.slow_and_fast(options.slow_calls, 200, options.duration_s))
+                report["targets"] = targets(report["results"], options.rate, options.slow_calls)
+        finally:
+            stack.stop()
+    return report
+
+
+def verified(report: dict) -> bool:
+    """Whether every scenario's replies were OK by the serving process's own count."""
+    return all(r["verified"] for r in report.get("results", [report.get("soak")]))
+
+
+# --- per-call telemetry cost ---------------------------------------------------------------------
+
+def telemetry_cost(options: BenchOptions) -> dict:
+    """Direct to the automation service, TELEMETRY on and off, same load generator."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="opsconductor-bench-") as tmp:
+        for mode in ("on", "off"):
+            pair = service_pair(Path(tmp), f"telemetry-{mode}", env={"TELEMETRY": mode})
+            try:
+                pair.start()
+                if h2load.available():
+                    measurement, _ = h2load.run(f"http://{pair.automation_target}{AUTOMATION_EXECUTE}", PING,
+                                                clients=4, streams=8, duration_s=options.duration_s)
+                else:
+                    measurement = asyncio.run(closed_loop(Target("automation", pair.automation_target),
+                                                          options.concurrency, options.duration_s))
+                results[mode] = measurement.summary()
+                print(f"  telemetry {mode}: {results[mode]['rps']} calls/s, p99 {results[mode]['p99_ms']} ms",
+                      file=sys.stderr)
+            finally:
+                pair.stop()
+    return {"telemetry": results, "cost": 1 - results["on"]["rps"] / results["off"]["rps"]}

@@ -1,0 +1,63 @@
+"""Reads Prometheus: instant queries over its HTTP API, and series off a process's /metrics page
+(parsed by prometheus_client's own parser, the one reader of that format here)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus did not answer, or rejected the query."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+def query(base_url: str, expr: str, timeout: float = 10.0) -> list[Sample]:
+    """An instant query; NaN values (0/0 ratios) are returned as they are."""
+    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise PrometheusError(f"query {expr!r} rejected: {error.read().decode(errors='replace')[:300]}") from None
+    except OSError as error:
+        raise PrometheusError(f"Prometheus at {base_url} unreachable: {error}") from None
+    if body.get("status") != "success":
+        raise PrometheusError(f"query {expr!r} failed: {body.get('error')}")
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        return [Sample({}, float(data["result"][1]))]
+    return [Sample(item["metric"], float(item["value"][1])) for item in data["result"]]
+
+
+def scalar(base_url: str, expr: str) -> float | None:
+    """The single value of `expr`, or None when it has no data."""
+    samples = query(base_url, expr)
+    return samples[0].value if samples else None
+
+
+def scrape(metrics_url: str, timeout: float = 10.0) -> dict[str, list[Sample]]:
+    """Every sample on a /metrics page, by sample name (`foo_total`, `bar_bucket`, …)."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as response:
+        text = response.read().decode()
+    samples: dict[str, list[Sample]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(Sample(sample.labels, sample.value))
+    return samples
+
+
+def scrape_sum(metrics_url: str, name: str, **labels: str) -> float:
+    """The sum of the `name` samples on a /metrics page that carry `labels` (0 when none do)."""
+    return sum(sample.value for sample in scrape(metrics_url).get(name, ())
+               if all(sample.labels.get(key) == value for key, value in labels.items()))

@@ -1,0 +1,1 @@
+"""Release checks and canary analysis: SLOs, one analysis for gate and rollout, smoke, the frontend check."""

@@ -1,0 +1,60 @@
+"""Environments the release checks run against, from deploy/environments.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opsconductor.stack import state
+from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
+
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "deploy" / "environments.toml"
+
+
+class UnknownEnvironment(RuntimeError):
+    """The environment is unknown, or its stack is not running."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    gateway: str  # host:port, native gRPC and gRPC-Web
+    page_url: str = ""
+    prometheus_url: str = ""
+    envoy_admin_url: str = ""
+    # Every service /metrics URL and Envoy's stats URL the checks may read directly.
+    metrics_urls: tuple[str, ...] = ()
+    automation_metrics_urls: tuple[str, ...] = ()
+    # (name, target, gRPC service) of each service process whose readiness is checked directly.
+    services: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+
+
+def load(name: str, config_file: Path = DEFAULT_FILE, state_dir: Path | None = None) -> Environment:
+    """The named environment; `state_dir` overrides where a local stack keeps its state."""
+    environments = tomllib.loads(config_file.read_text())
+    if name not in environments:
+        raise UnknownEnvironment(f"unknown environment {name!r}; {config_file} has {', '.join(environments)}")
+    entry = environments[name]
+    if state_dir is not None or "state_dir" in entry:
+        return from_state(name, state_dir or Path(entry["state_dir"]))
+    urls = tuple(entry.get("metrics_urls", ()))
+    return Environment(name, entry["gateway"], entry.get("page_url", ""), entry.get("prometheus_url", ""),
+                       metrics_urls=urls, automation_metrics_urls=tuple(u for u in urls if "automation" in u))
+
+
+def from_state(name: str, state_dir: Path) -> Environment:
+    stack = state.StackState.read(state_dir)
+    if stack is None:
+        raise UnknownEnvironment(f"no stack is running from {state_dir.resolve()} (start it with "
+                                 f"`opsconductor up --detach`)")
+    automation = tuple(f"http://{r.automation_metrics}/metrics" for r in stack.replicas)
+    pipeline = tuple(f"http://{r.pipeline_metrics}/metrics" for r in stack.replicas)
+    services = []
+    for replica in stack.replicas:
+        services.append((replica.component("automation"), replica.automation, AUTOMATION_SERVICE))
+        services.append((replica.component("pipeline"), replica.pipeline, PIPELINE_SERVICE))
+    return Environment(
+        name, stack.endpoint(state.GATEWAY), stack.endpoint(state.PAGE), stack.endpoint(state.PROMETHEUS),
+        stack.endpoint(state.ENVOY_ADMIN), metrics_urls=(*automation, *pipeline, stack.endpoint(state.ENVOY_STATS)),
+        automation_metrics_urls=automation, services=tuple(services))

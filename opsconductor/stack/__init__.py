@@ -1,0 +1,1 @@
+"""The local mesh behind `opsconductor up`: spec, supervisor, processes, ports, control socket and state."""

@@ -1,0 +1,86 @@
+"""The local stack's port table (the one copy: the gateway's local variant, `up` and the docs
+read it), and who holds a port that is taken."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+
+# Replica i of a pool listens at base + i; 20 replicas per pool fit without collisions.
+MAX_REPLICAS = 20
+REPLICA_BASES = {
+    "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210},
+    "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230},
+}
+REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The fixed ports of a stack; the defaults keep the original system's where it had them."""
+
+    gateway: int = 3000
+    page: int = 3100
+    prometheus: int = 9090
+    envoy_admin: int = 9901
+    envoy_stats: int = 9902
+
+
+LOCAL_PORTS = Ports()
+
+
+def replica_ports(pool: str, index: int) -> dict[str, int]:
+    """automation, automation_metrics, pipeline and pipeline_metrics ports of replica `index`."""
+    if not 0 <= index < MAX_REPLICAS:
+        raise ValueError(f"at most {MAX_REPLICAS} replicas per pool")
+    return {name: base + index for name, base in REPLICA_BASES[pool].items()}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out (bind to 0, then release)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def free_replica_ports() -> dict[str, int]:
+    """Free ports for one replica's four listeners, instead of the table's."""
+    return {name: free_port() for name in REPLICA_PORT_NAMES}
+
+
+class PortTaken(RuntimeError):
+    """A port the stack needs is already in use."""
+
+
+def check_free(ports: dict[str, int], host: str = "127.0.0.1") -> None:
+    """Raises PortTaken naming the first taken port, its use, and the process holding it."""
+    for use, port in ports.items():
+        with socket.socket() as sock:
+            # As servers bind: connections lingering in TIME_WAIT must not count as taken.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                raise PortTaken(f"port {port} ({use}) is taken by {holder(port)}; free it or choose another "
+                                f"port (see `opsconductor up --help`)") from None
+
+
+def holder(port: int) -> str:
+    """'pid 123 (envoy)' for the process listening on `port`, as far as we may know."""
+    import psutil  # only when a port is taken: rendering configs needs no process table
+
+    try:
+        for connection in psutil.net_connections(kind="inet"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                if connection.pid is None:
+                    return "another user's process"
+                try:
+                    return f"pid {connection.pid} ({psutil.Process(connection.pid).name()})"
+                except psutil.Error:
+                    return f"pid {connection.pid}"
+    except psutil.AccessDenied:
+        pass
+    return "an unknown process"

@@ -1,0 +1,68 @@
+"""What `opsconductor up` is asked to run: the stack spec, and the version each pool runs."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from opsconductor.stack.ports import Ports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NotACheckout(ValueError):
+    """A --stable-source or --canary-source directory is not a checkout of this project."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a pool runs: a checkout of the code, its version and extra environment."""
+
+    source: Path
+    version: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self, service: str) -> list[str]:
+        """The checkout's own entry point for `service`: `-m` with the checkout as working
+        directory imports its code first. Releases before the services had `python -m
+        services` ran them through their CLI (`mesh.cli`)."""
+        if (self.source / "services" / "__main__.py").exists():
+            return [sys.executable, "-m", "services", service]
+        return [sys.executable, "-m", "mesh.cli", service]
+
+    def with_env(self, **env: str) -> Version:
+        return replace(self, env={**self.env, **env})
+
+
+def version_of(source: Path | None, env: dict[str, str]) -> Version:
+    """This checkout (no source) or another one, with the version its pyproject.toml names."""
+    if source is None:
+        return Version(ROOT, "", env)
+    source = source.resolve()
+    pyproject = source / "pyproject.toml"
+    if not pyproject.exists() or not (source / "services").is_dir():
+        raise NotACheckout(f"{source} is not an OpsConductor Mesh checkout")
+    return Version(source, tomllib.loads(pyproject.read_text())["project"]["version"], env)
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Everything `up` was asked for."""
+
+    state_dir: Path
+    ports: Ports = Ports()
+    stable_replicas: int = 1
+    canary_replicas: int = 1
+    stable: Version = Version(ROOT, "")
+    canary: Version = Version(ROOT, "", {"FEATURE_BYPASS_LLM": "true"})
+    scrape_interval_s: float = 15.0
+    with_prometheus: bool = True
+    with_page: bool = True
+    envoy_overrides: dict[str, object] = field(default_factory=dict)
+    log_level: str = "INFO"
+    auto_service_ports: bool = False  # free ports for the services instead of the port table
+
+    def version(self, pool: str) -> Version:
+        return self.stable if pool == "stable" else self.canary
