@@ -7,6 +7,8 @@ scenario), a steady rate through the gateway, and fast calls while hundreds of s
 held. h2load drives the load when it is installed, a built-in asyncio client otherwise; every
 reply is checked against the serving process's own count of OK calls. `--soak` sends 100,000
 calls and reports memory growth; `--telemetry-cost` compares per-call metrics and logs on/off.
+`--cost FEATURE` measures what a feature on the call path costs: stacks with and without it,
+in alternating rounds of one run, each at a steady --rate (CPU per call, p50, p99).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from opsconductor.load import cost
 from opsconductor.load.bench import BenchOptions, run_benchmark, telemetry_cost, verified
 from opsconductor.load.report import table
 
@@ -23,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(duration_s=args.duration, concurrency=args.concurrency, rate=args.rate,
                            slow_calls=args.slow_calls, soak=args.soak, soak_calls=args.soak_calls,
                            builtin_client=args.builtin_client)
-    if args.telemetry_cost:
+    if args.cost:
+        report = cost.measure_cost(cost.CostOptions(args.cost, rate=args.rate, duration_s=args.duration,
+                                                    rounds=args.rounds, builtin_client=args.builtin_client,
+                                                    baseline_source=args.baseline_source))
+        print(cost.table(report))
+    elif args.telemetry_cost:
         report = telemetry_cost(options)
         print(f"per-call metrics and logs cost {report['cost']:.1%} of throughput through the automation service "
               f"(target: at most 20 %)")
@@ -32,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print(table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.cost:
+        return 0 if all(v["verified"] for v in report["variants"].values()) else 1
     return 0 if args.telemetry_cost or verified(report) else 1
 
 
@@ -45,6 +55,11 @@ def add_parsers(commands) -> None:
     bench.add_argument("--soak", action="store_true", help="send --soak-calls calls and report memory growth")
     bench.add_argument("--soak-calls", type=int, default=100_000, help="calls in a soak (default 100000)")
     bench.add_argument("--telemetry-cost", action="store_true", help="compare TELEMETRY on and off")
+    bench.add_argument("--cost", choices=sorted(cost.FEATURES), metavar="FEATURE",
+                       help=f"cost of a call-path feature at --rate: {', '.join(sorted(cost.FEATURES))}")
+    bench.add_argument("--rounds", type=int, default=2, help="with --cost: rounds per variant (default 2)")
+    bench.add_argument("--baseline-source", type=Path, metavar="DIR",
+                       help="with --cost checkout: the other checkout whose services to compare with")
     bench.add_argument("--builtin-client", action="store_true", help="use the asyncio client even if h2load exists")
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     bench.set_defaults(func=run)

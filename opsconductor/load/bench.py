@@ -62,10 +62,11 @@ class Endpoint:
 
 
 class Bench:
-    def __init__(self, stack: Stack, use_h2load: bool) -> None:
+    def __init__(self, stack: Stack, use_h2load: bool, processes: tuple[str, ...] = PROCESSES) -> None:
         self.stack = stack
         self.use_h2load = use_h2load
-        self.processes = {name: psutil.Process(stack.children[name].pid) for name in PROCESSES}
+        # Whose CPU and memory a scenario reports (by default the stable replica and Envoy).
+        self.processes = {name: psutil.Process(stack.children[name].pid) for name in processes}
         stable = next(r.pair for r in stack.replicas if r.pool == "stable")
         automation_metrics = f"http://{stable.automation_metrics}/metrics"
         gateway = f"127.0.0.1:{stack.spec.ports.gateway}"
@@ -82,8 +83,11 @@ class Bench:
 
     # --- measuring -----------------------------------------------------------------------------
 
-    def _ok_count(self, endpoint: Endpoint) -> dict[str, float]:
+    def _ok_count(self, endpoint: Endpoint) -> dict[str, float] | None:
+        """The server's own count of Execute calls by code; None when it keeps none (TELEMETRY=off)."""
         handled = prometheus.scrape(endpoint.counter_url).get("grpc_server_handled_total", [])
+        if not handled:
+            return None
         return {code: sum(s.value for s in handled
                           if s.labels.get("grpc_method") == "Execute" and s.labels.get("grpc_code") == code)
                 for code in SERVER_CODES}
@@ -113,7 +117,7 @@ class Bench:
         cpu_after = self._cpu()
         codes_after = self._ok_count(endpoint)
         by_code = {code: int(codes_after[code] - codes_before[code]) for code in codes_after
-                   if codes_after[code] > codes_before[code]}
+                   if codes_after[code] > codes_before[code]} if codes_before and codes_after else {}
         summary = measurement.summary()
         calls = max(summary["calls"], 1)
         result = {
@@ -121,9 +125,11 @@ class Bench:
             "server_codes": by_code,
             # h2load counts HTTP 200; the server's own count of OK replies is the truth. A timed
             # run ends by resetting the calls still in flight: those count CANCELLED, at most
-            # one per concurrent call, and are not failures.
-            "verified": by_code.get("OK", 0) >= summary["ok"] and not summary["errors"]
-                        and set(by_code) <= {"OK", "CANCELLED"} and by_code.get("CANCELLED", 0) <= concurrency,
+            # one per concurrent call, and are not failures. A server that counts nothing cannot
+            # vouch for its replies: None, shown as unverified.
+            "verified": None if codes_after is None else (
+                by_code.get("OK", 0) >= summary["ok"] and not summary["errors"]
+                and set(by_code) <= {"OK", "CANCELLED"} and by_code.get("CANCELLED", 0) <= concurrency),
             "cpu_us_per_call": {**{name: round((cpu_after[name] - cpu_before[name]) / calls * 1e6, 1)
                                    for name in cpu_before}, "loadgen": round(loadgen_cpu / calls * 1e6, 1)},
             "rss_mb": self.rss_mb(),
@@ -230,11 +236,13 @@ def _web_closed_loop(endpoint: Endpoint, concurrency: int, duration_s: float) ->
     return measurement
 
 
-def _start_stack(state_dir: Path) -> Stack:
+def start_stack(state_dir: Path, **spec: object) -> Stack:
+    """A mesh on free ports for measuring: no page, no Prometheus; `spec` overrides the rest."""
     ports = Ports(gateway=free_port(), page=free_port(), prometheus=free_port(), envoy_admin=free_port(),
                   envoy_stats=free_port())
-    stack = Stack(StackSpec(state_dir=state_dir, ports=ports, with_prometheus=False, with_page=False,
-                            auto_service_ports=True), echo=lambda line: print(line, file=sys.stderr))
+    stack = Stack(StackSpec(**{"state_dir": state_dir, "ports": ports, "with_prometheus": False, "with_page": False,
+                               "auto_service_ports": True, **spec}),
+                  echo=lambda line: print(line, file=sys.stderr))
     stack.start()
     return stack
 
@@ -246,7 +254,7 @@ def run_benchmark(options: BenchOptions) -> dict:
                     "duration_s": options.duration_s, "concurrency": options.concurrency}
     with tempfile.TemporaryDirectory(prefix="opsconductor-bench-") as tmp:
         print("starting a mesh for the benchmark …", file=sys.stderr, flush=True)
-        stack = _start_stack(Path(tmp))
+        stack = start_stack(Path(tmp))
         try:
             bench = Bench(stack, use_h2load)
             if options.soak:
@@ -267,7 +275,7 @@ def run_benchmark(options: BenchOptions) -> dict:
 
 def verified(report: dict) -> bool:
     """Whether every scenario's replies were OK by the serving process's own count."""
-    return all(r["verified"] for r in report.get("results", [report.get("soak")]))
+    return all(r["verified"] is not False for r in report.get("results", [report.get("soak")]))
 
 
 # --- per-call telemetry cost ---------------------------------------------------------------------

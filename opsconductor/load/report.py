@@ -69,6 +69,6 @@ def table(report: dict) -> str:
                          f"({growth['growth_mb']:+} MB, {growth['growth_pct']:+}%)")
     for target in report.get("targets", []):
         lines.append(f"  {'MET ' if target['met'] else 'MISS'}  {target['target']}: {target['value']}")
-    if not all(r["verified"] for r in rows):
+    if not all(r["verified"] is not False for r in rows):
         lines.append("  some replies were not OK by the server's own count: see server_codes in the JSON")
     return "\n".join(lines)

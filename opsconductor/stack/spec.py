@@ -61,6 +61,7 @@ class StackSpec:
     with_prometheus: bool = True
     with_page: bool = True
     envoy_overrides: dict[str, object] = field(default_factory=dict)
+    service_env: dict[str, str] = field(default_factory=dict)  # for every service process of both pools
     log_level: str = "INFO"
     auto_service_ports: bool = False  # free ports for the services instead of the port table
 

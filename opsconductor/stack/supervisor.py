@@ -121,7 +121,7 @@ class Stack:
         pair = service_pair(
             self.logs, replica.name, pool=replica.pool, ports=replica.ports, command=version.command,
             cwd=version.source, env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
-                                     "PYTHONPATH": str(version.source), **version.env},
+                                     "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
             pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline"},
             automation_env={"INSTANCE_NAME": f"{replica.name}-automation"})
         for child, start in ((pair.pipeline, pair.start_pipeline), (pair.automation, pair.start_automation)):

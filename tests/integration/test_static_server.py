@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from services.page.server import create_server
+from services.page.server import ApiReply, create_server
 from tests.support.procs import free_port, wait_for
 
 JS = "export const answer = 42;\n" * 200  # big enough to be worth compressing
@@ -38,8 +38,8 @@ def dist(tmp_path: Path) -> Path:
     return root
 
 
-def _serve(directory: Path, config: dict | None) -> Iterator[int]:
-    server = create_server(directory, "127.0.0.1", 0, config)
+def _serve(directory: Path, config: dict | None, apis: dict | None = None) -> Iterator[int]:
+    server = create_server(directory, "127.0.0.1", 0, config, apis)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -202,3 +202,24 @@ def test_command_serves_then_stops_cleanly_on_sigterm(dist: Path, tmp_path: Path
             process.wait()
     log_lines = [json.loads(line) for line in (tmp_path / "page.log").read_text().splitlines()]
     assert any(line["message"] == "GET /config.json 200" for line in log_lines)
+
+
+def test_api_routes_answer_by_prefix_with_the_page_headers(dist: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def route(method: str, path: str, headers: dict[str, str]) -> ApiReply:
+        seen.append((method, path))
+        return ApiReply(200, b'{"ok": true}')
+
+    server = _serve(dist, {"gatewayUrl": "http://127.0.0.1:3000"}, {"/api/demo/": route})
+    port = next(server)
+    try:
+        status, headers, body = fetch(port, "/api/demo/x?y=1")
+        assert (status, json.loads(body)) == (200, {"ok": True})
+        assert headers["Content-Type"] == "application/json" and headers["Cache-Control"] == "no-store"
+        assert headers["X-Content-Type-Options"] == "nosniff" and "connect-src" in headers["Content-Security-Policy"]
+        assert fetch(port, "/api/demo/x", method="POST")[0] == 405  # the page server is read-only
+        assert fetch(port, "/api/other")[0] == 404  # no route: looked up as a file, and there is none
+        assert seen == [("GET", "/api/demo/x?y=1")]
+    finally:
+        server.close()
