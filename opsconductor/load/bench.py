@@ -66,8 +66,8 @@ class Bench:
         self.stack = stack
         self.use_h2load = use_h2load
         # Whose CPU and memory a scenario reports (by default the stable replica and Envoy).
-        self.processes = {name: psutil.Process(stack.children[name].pid) for name in processes}
-        stable = next(r.pair for r in stack.replicas if r.pool == "stable")
+        self.processes = {name: psutil.Process(stack.pid_of(name)) for name in processes}
+        stable = next(r for r in stack.replicas if r.pool == "stable")
         automation_metrics = f"http://{stable.automation_metrics}/metrics"
         gateway = f"127.0.0.1:{stack.spec.ports.gateway}"
         self.endpoints = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from opsconductor.release.analysis import (CanaryCriteria, Query, Reading, millis, percent, queries, read,
                                            step_verdict, success)
@@ -86,6 +86,13 @@ def rollout(query: Query, actions: Actions, policy: Policy, echo: Callable[[str]
             return False, steps
     actions.promote()
     return True, steps
+
+
+def step_data(step: Step) -> dict:
+    """A step as `-o json` shows it."""
+    return {"weight": step.weight, "verdict": step.verdict, "reasons": list(step.reasons),
+            "canary": asdict(step.canary) if step.canary else None,
+            "stable": asdict(step.stable) if step.stable else None}
 
 
 def report(steps: list[Step], outcome: str) -> str:

@@ -1,24 +1,34 @@
-"""The local stack's port table (the one copy: the gateway's local variant, `up` and the docs
-read it), and who holds a port that is taken."""
+"""The local stack's port table (the one copy: the gateway's local variant, `up`, its flags and
+the port table in docs/ARCHITECTURE.md read it), the layout of each pool's replica ports, and
+who holds a port that is taken."""
 
 from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from services.common.names import POOLS
 
 # Replica i of a pool listens at base + i; 20 replicas per pool fit without collisions.
 MAX_REPLICAS = 20
+# The listeners of one replica, in the order a base-port block lays them out.
+REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics")
+REPLICA_PORT_LABELS = {"automation": "automation gRPC", "automation_metrics": "automation metrics",
+                       "pipeline": "pipeline gRPC", "pipeline_metrics": "pipeline metrics"}
+# The default table: each listener of a pool has its own base.
 REPLICA_BASES = {
     "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210},
     "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230},
 }
-REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics")
+LOWEST_PORT, HIGHEST_PORT = 1, 65535
 
 
 @dataclass(frozen=True)
 class Ports:
-    """The fixed ports of a stack; the defaults keep the original system's where it had them."""
+    """The fixed ports of a stack; the defaults keep the original system's where it had them.
+    Each field is a flag of `up`: --gateway-port, --page-port, …"""
 
     gateway: int = 3000
     page: int = 3100
@@ -28,13 +38,54 @@ class Ports:
 
 
 LOCAL_PORTS = Ports()
+PORT_LABELS = {
+    "gateway": "gateway (Envoy, gRPC + gRPC-Web)",
+    "page": "Exec Sandbox page",
+    "prometheus": "Prometheus",
+    "envoy_admin": "Envoy admin (loopback only)",
+    "envoy_stats": "Envoy Prometheus stats listener (`/stats/prometheus` only)",
+}
 
 
-def replica_ports(pool: str, index: int) -> dict[str, int]:
+def port_flag(name: str) -> str:
+    """The `up` flag that sets a fixed port: envoy_admin → --envoy-admin-port."""
+    return f"--{name.replace('_', '-')}-port"
+
+
+def base_port_flag(pool: str) -> str:
+    """The `up` flag that moves a pool's replica ports: --stable-base-port."""
+    return f"--{pool}-base-port"
+
+
+def pool_bases(pool: str, base_port: int | None = None, replicas: int = MAX_REPLICAS) -> dict[str, int]:
+    """Where each listener of the pool's replica 0 sits: the default table, or with a base port
+    a block of 4 × `replicas` ports from it (every automation, then every automation metrics,
+    pipeline and pipeline metrics port), so a pool's ports are contiguous."""
+    if base_port is None:
+        return dict(REPLICA_BASES[pool])
+    return {name: base_port + offset * replicas for offset, name in enumerate(REPLICA_PORT_NAMES)}
+
+
+def replica_ports(pool: str, index: int, base_port: int | None = None, replicas: int = MAX_REPLICAS) -> dict[str, int]:
     """automation, automation_metrics, pipeline and pipeline_metrics ports of replica `index`."""
-    if not 0 <= index < MAX_REPLICAS:
+    if not 0 <= index < (MAX_REPLICAS if base_port is None else replicas):
         raise ValueError(f"at most {MAX_REPLICAS} replicas per pool")
-    return {name: base + index for name, base in REPLICA_BASES[pool].items()}
+    return {name: base + index for name, base in pool_bases(pool, base_port, replicas).items()}
+
+
+def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> None:
+    """Raises ValueError naming the first port out of range or used twice."""
+    uses: dict[int, str] = {}
+    named = [(PORT_LABELS[f.name].split(" (")[0], getattr(fixed, f.name)) for f in fields(fixed)]
+    for pool, ports_of_replicas in replicas.items():
+        for index, ports in enumerate(ports_of_replicas):
+            named += [(f"{pool}-{index + 1} {REPLICA_PORT_LABELS[name]}", port) for name, port in ports.items()]
+    for use, port in named:
+        if not LOWEST_PORT <= port <= HIGHEST_PORT:
+            raise ValueError(f"{use} would listen on port {port}, outside {LOWEST_PORT}-{HIGHEST_PORT}")
+        if port in uses:
+            raise ValueError(f"port {port} would be both the {uses[port]} and the {use} port")
+        uses[port] = use
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,6 +98,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 def free_replica_ports() -> dict[str, int]:
     """Free ports for one replica's four listeners, instead of the table's."""
     return {name: free_port() for name in REPLICA_PORT_NAMES}
+
+
+def markdown_table() -> str:
+    """The port table of docs/ARCHITECTURE.md (`make generate` writes it there)."""
+    lines = ["| component | port | set by |", "|---|---|---|"]
+    for field in fields(Ports):
+        lines.append(f"| {PORT_LABELS[field.name]} | {field.default} | `{port_flag(field.name)}` |")
+    for pool in POOLS:
+        bases = REPLICA_BASES[pool]
+        for name in REPLICA_PORT_NAMES:
+            lines.append(f"| {pool} replica *i* (0-based): {REPLICA_PORT_LABELS[name]} | {bases[name]}+*i* "
+                         f"| `{base_port_flag(pool)}` |")
+    order = ", ".join(f"{REPLICA_PORT_LABELS[name]} B+{offset}N+*i*".replace("+0N", "")
+                      for offset, name in enumerate(REPLICA_PORT_NAMES))
+    lines += ["", f"`{base_port_flag('stable')} B` (or `{base_port_flag('canary')} B`) gives that pool of N "
+              f"replicas the {len(REPLICA_PORT_NAMES)}×N ports from B instead: {order}. "
+              "`--service-ports auto` gives every replica free ports instead. `up` refuses a port out of "
+              f"range or used twice (exit code 2), and a port another process holds (exit code 1), naming it."]
+    return "\n".join(lines)
 
 
 class PortTaken(RuntimeError):

@@ -7,7 +7,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from opsconductor.stack.ports import Ports
+from opsconductor.stack.components import RestartPolicy
+from opsconductor.stack.ports import Ports, check_layout, replica_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,20 @@ class StackSpec:
     service_env: dict[str, str] = field(default_factory=dict)  # for every service process of both pools
     log_level: str = "INFO"
     auto_service_ports: bool = False  # free ports for the services instead of the port table
+    base_ports: dict[str, int] = field(default_factory=dict)  # pool -> its replicas' first port
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+
+    def __post_init__(self) -> None:
+        if not self.auto_service_ports:
+            check_layout(self.ports, {pool: [self.replica_ports(pool, i) for i in range(self.replicas(pool))]
+                                      for pool in ("stable", "canary")})
 
     def version(self, pool: str) -> Version:
         return self.stable if pool == "stable" else self.canary
+
+    def replicas(self, pool: str) -> int:
+        return self.stable_replicas if pool == "stable" else self.canary_replicas
+
+    def replica_ports(self, pool: str, index: int) -> dict[str, int]:
+        """Replica `index`'s ports: from the pool's base port when one was given, else the table."""
+        return replica_ports(pool, index, self.base_ports.get(pool), self.replicas(pool))

@@ -36,6 +36,8 @@ class CommonConfig:
     version: str  # SERVICE_VERSION: reported in build info and responses
     instance: str  # INSTANCE_NAME: this process's name in responses and logs
     log_level: str  # LOG_LEVEL
+    log_format: str  # LOG_FORMAT: "auto" (readable on a terminal, else JSON lines), "json" or "text"
+    no_color: bool  # NO_COLOR set to anything: readable logs without colour (no-color.org)
     shutdown_grace_s: float  # SHUTDOWN_GRACE_S: how long in-flight calls may finish on SIGTERM
     telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
 
@@ -119,9 +121,19 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
         version=env.get("SERVICE_VERSION") or package_version(),
         instance=env.get("INSTANCE_NAME") or f"{service}@{grpc_addr}",
         log_level=level,
+        log_format=log_format(env),
+        no_color=bool(env.get("NO_COLOR")),
         shutdown_grace_s=_number(env, "SHUTDOWN_GRACE_S", 10.0, low=0, high=3600),
         telemetry=_flag(env, "TELEMETRY", True),
     )
+
+
+def log_format(env: Mapping[str, str] = os.environ) -> str:
+    """LOG_FORMAT: auto, json or text."""
+    value = env.get("LOG_FORMAT", "auto").strip().lower() or "auto"
+    if value not in ("auto", "json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be auto, json or text, not {value!r}")
+    return value
 
 
 def split_address(address: str) -> tuple[str, int]:

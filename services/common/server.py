@@ -102,7 +102,7 @@ def main(name: str, argv: Sequence[str], read_config: Callable[[], object],
 
 def run(spec: ServiceSpec, setup: Setup) -> int:
     """Runs the service until SIGTERM/SIGINT; returns the process exit code."""
-    logs.configure(spec.common.log_level, spec.name)
+    logs.configure(spec.common.log_level, spec.name, spec.common.log_format, spec.common.no_color)
     uvloop.install()
     try:
         return asyncio.run(_serve(spec, setup))

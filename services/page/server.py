@@ -199,8 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from services.common import logs
+    from services.common.config import ConfigError, log_format
 
-    logs.configure(args.log_level, "page")
+    try:
+        logs.configure(args.log_level, "page", log_format(), no_color=bool(os.environ.get("NO_COLOR")))
+    except ConfigError as error:
+        print(f"page: {error}", file=sys.stderr)
+        return 2
     try:
         host, port = _split_addr(args.addr)
         serve(args.directory, host, port, {"gatewayUrl": args.gateway_url})
