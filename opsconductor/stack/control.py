@@ -111,6 +111,8 @@ class _Handler(socketserver.StreamRequestHandler):
             return
         waiting = False
         while True:
+            if waiting and self._client_gone():
+                return  # nobody wants it any more: it is never started
             try:
                 operation = self.control.operations.submit(kind, description, work)
                 break
@@ -121,8 +123,6 @@ class _Handler(socketserver.StreamRequestHandler):
                 if not waiting:
                     self._send({"event": "waiting", "message": f"waiting: {busy}"})
                     waiting = True
-                if self._client_gone():
-                    return  # nobody wants it any more: it is never started
                 self.control.operations.wait_idle(0.5)
         self._send({"event": "started", "operation": asdict(operation)})
         if request.get("follow", True):

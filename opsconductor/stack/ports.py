@@ -110,7 +110,8 @@ def markdown_table() -> str:
         for name in REPLICA_PORT_NAMES:
             lines.append(f"| {pool} replica *i* (0-based): {REPLICA_PORT_LABELS[name]} | {bases[name]}+*i* "
                          f"| `{base_port_flag(pool)}` |")
-    order = ", ".join(f"{REPLICA_PORT_LABELS[name]} B+{offset}N+*i*".replace("+0N", "")
+    offsets = {0: "", 1: "N+"}
+    order = ", ".join(f"{REPLICA_PORT_LABELS[name]} B+{offsets.get(offset, f'{offset}N+')}*i*"
                       for offset, name in enumerate(REPLICA_PORT_NAMES))
     lines += ["", f"`{base_port_flag('stable')} B` (or `{base_port_flag('canary')} B`) gives that pool of N "
               f"replicas the {len(REPLICA_PORT_NAMES)}×N ports from B instead: {order}. "

@@ -47,14 +47,20 @@ class RunningStack:
         return subprocess.run([str(BIN / "opsconductor"), *args, "--state-dir", str(self.state_dir)],
                               capture_output=True, text=True, timeout=timeout)
 
-    def control(self, command: dict) -> list[str]:
-        return list(control.send(Path(self.state.control_socket), command))
+    def control(self, command: str, **args: object) -> dict:
+        """Has the supervisor carry out `command` (waiting for any change in progress); returns
+        the finished operation, or fails the test with the supervisor's answer."""
+        events = list(control.request(Path(self.state.control_socket),
+                                      {"op": "run", "command": command, "args": args, "wait": True}))
+        finished = [event["operation"] for event in events if event["event"] == "finished"]
+        assert finished and finished[0]["state"] == "succeeded", events
+        return finished[0]
 
     def stop_components(self, *names: str) -> None:
-        self.control({"op": "stop", "components": list(names)})
+        self.control("stop-components", components=list(names))
 
     def start_components(self, *names: str) -> None:
-        self.control({"op": "start", "components": list(names)})
+        self.control("start-components", components=list(names))
 
     def pipelines(self) -> list[str]:
         return [name for name in self.state.components if name.endswith("-pipeline")]
