@@ -96,7 +96,7 @@ def run(spec: StackSpec, console: Console, quiet: bool = False) -> int:
                         "started so far is stopped")
         return 128 + received[0]
     except (PortTaken, StartError) as error:
-        console.message(f"opsconductor up: {error}", level="ERROR")
+        print(f"opsconductor up: {error}", file=sys.stderr, flush=True)
         return 1
     server = ControlServer(spec.state_dir / state.CONTROL_SOCKET, stack.operations, changes.commands(stack)).start()
     if not quiet:
@@ -110,8 +110,8 @@ def run(spec: StackSpec, console: Console, quiet: bool = False) -> int:
     stack.stop()
     state.remove(spec.state_dir)
     if reason:
-        console.message(f"opsconductor up: {reason}", level="ERROR")
         console.message("stopped; no process left behind")
+        print(f"opsconductor up: {reason}", file=sys.stderr, flush=True)
         return 1
     console.message(f"stopped by {signal.Signals(received[0]).name}; no process left behind")
     return 128 + received[0]
