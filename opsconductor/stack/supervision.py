@@ -54,7 +54,8 @@ class Supervisor:
         self.log_dir = log_dir
         self.on_change = on_change
         self.components: dict[str, Supervised] = {}  # in start order
-        self._lock = threading.RLock()
+        # Held while the table changes; whoever reads the table (the state writer) takes it first.
+        self.lock = threading.RLock()
         self._stopping = threading.Event()
         self._gave_up: list[str] = []  # essential components that could not be kept up
 
@@ -62,7 +63,7 @@ class Supervisor:
 
     def start(self, spec: ComponentSpec) -> None:
         """Starts a new component and waits until it is ready; raises StartError."""
-        with self._lock:
+        with self.lock:
             if spec.name in self.components and self.components[spec.name].state != STOPPED:
                 raise ValueError(f"{spec.name} is already running")
             entry = self.components.setdefault(spec.name, Supervised(spec))
@@ -75,7 +76,7 @@ class Supervisor:
     def _run_once(self, entry: Supervised) -> None:
         """Spawns the component's process and waits for it to be ready."""
         spec = entry.spec
-        with self._lock:
+        with self.lock:
             if self._stopping.is_set():
                 raise Stopping(f"not starting {spec.name}: the stack is stopping")
             try:
@@ -99,7 +100,7 @@ class Supervisor:
             raise Stopping(f"{spec.name} started while the stack was stopping")
         if spec.after_ready is not None:
             spec.after_ready()
-        with self._lock:
+        with self.lock:
             entry.state, entry.ready_since = RUNNING, time.monotonic()
         self.on_change()
 
@@ -109,7 +110,7 @@ class Supervisor:
         """Restarts what exits unasked until `stop` is set (returns None) or an essential
         component cannot be kept up (returns why)."""
         while not stop.wait(WATCH_INTERVAL_S):
-            with self._lock:
+            with self.lock:
                 for entry in self.components.values():
                     if entry.state == RUNNING and not entry.held and not entry.child.running():
                         self._exited(entry)
@@ -162,7 +163,7 @@ class Supervisor:
             except Stopping:
                 return
             except StartError as error:
-                with self._lock:
+                with self.lock:
                     entry.state = RESTARTING
                     entry.failures += 1
                     entry.last_exit = error.args[0].splitlines()[0]
@@ -174,7 +175,7 @@ class Supervisor:
                 _LOGGER.warning("%s did not come back (%s); next try in %.1f s", entry.spec.name, entry.last_exit,
                                 delay, extra={"component": entry.spec.name})
                 continue
-            with self._lock:
+            with self.lock:
                 entry.restarts += 1
             _LOGGER.info("%s is back (restart %d, pid %s)", entry.spec.name, entry.restarts, entry.pid,
                          extra={"component": entry.spec.name})
@@ -187,7 +188,7 @@ class Supervisor:
     def holding(self, name: str) -> Iterator[Supervised]:
         """While inside, the component is the caller's: it is not restarted automatically, and
         a restart already under way is waited out first."""
-        with self._lock:
+        with self.lock:
             entry = self.components[name]
             entry.held = True
             entry.wake.set()
@@ -235,7 +236,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         """Stops every component, newest first, gracefully (SIGTERM, SIGKILL after its grace)."""
-        with self._lock:
+        with self.lock:
             self._stopping.set()
             entries = list(self.components.values())
             for entry in entries:
@@ -250,5 +251,5 @@ class Supervisor:
         self.on_change()
 
     def running_children(self) -> list[Child]:
-        with self._lock:
+        with self.lock:
             return [e.child for e in self.components.values() if e.child is not None and e.child.running()]

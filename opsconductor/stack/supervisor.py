@@ -280,12 +280,13 @@ class Stack:
 
     def write_state(self) -> None:
         """What `status`, `down` and `canary` read: PIDs, states, addresses and versions."""
-        with self._state_lock:
+        # The supervisor's lock first: it may already be held by the thread calling this.
+        with self.supervisor.lock, self._state_lock:
             if self._writing:
                 self.snapshot().write(self.spec.state_dir)
 
     def snapshot(self) -> state.StackState:
-        with self.supervisor._lock:
+        with self.supervisor.lock:
             components = {name: state.ComponentState(
                 pid=entry.pid or 0, log=str(self.logs / f"{name}.log"), kind=entry.spec.kind, state=entry.state,
                 ports=dict(entry.spec.ports), version=entry.spec.version, started_at=entry.started_at,

@@ -15,7 +15,7 @@ import pytest
 from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub
 from tests.support.procs import wait_for
-from tests.support.stack import start_stack, stack_ports, stop_stack, up_argv
+from tests.support.stack import free_block, start_stack, stack_ports, stop_stack, up_argv
 
 PING = automation_pb2.ExecuteRequest(input="ping", tool="echo")
 
@@ -34,6 +34,22 @@ def test_up_refuses_a_taken_port_naming_it_and_its_holder(tmp_path):
         result = subprocess.run(up_argv(tmp_path, ports), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"port {ports['gateway']} (gateway) is taken by pid" in result.stderr
+
+
+def test_each_pools_replicas_listen_from_its_base_port(tmp_path):
+    base = free_block(12)  # stable: 2 replicas × 4 ports, canary: 1 × 4
+    stack = start_stack(tmp_path, "--no-prometheus", "--no-page", "--stable-replicas", "2",
+                        "--stable-base-port", str(base), "--canary-base-port", str(base + 8))
+    try:
+        ports = {c["name"]: c["ports"] for c in json.loads(stack.cli("status", "-o", "json").stdout)["components"]}
+        assert ports["stable-1-automation"] == {"grpc": base, "metrics": base + 2}
+        assert ports["stable-2-pipeline"] == {"grpc": base + 5, "metrics": base + 7}
+        assert ports["canary-1-automation"] == {"grpc": base + 8, "metrics": base + 9}
+        assert sorted(p for name, used in ports.items() if name.startswith(("stable", "canary"))
+                      for p in used.values()) == list(range(base, base + 12))
+        assert pools(stack.gateway, 20)["stable"] > 0
+    finally:
+        stop_stack(stack)
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from opsconductor.stack import control
-from opsconductor.stack.ports import free_port
+from opsconductor.stack.ports import PortTaken, check_free, free_port
 from opsconductor.stack.processes import BIN
 from opsconductor.stack.state import StackState, load
 
@@ -66,12 +67,26 @@ class RunningStack:
         return [name for name in self.state.components if name.endswith("-pipeline")]
 
 
+def free_block(count: int) -> int:
+    """The first of `count` consecutive ports that are free right now."""
+    for base in random.sample(range(20000, 60000, count), 200):
+        try:
+            check_free({str(port): port for port in range(base, base + count)})
+        except PortTaken:
+            continue
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def stack_ports() -> dict[str, int]:
     return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")}
 
 
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
-    argv = [str(BIN / "opsconductor"), "up", "--state-dir", str(state_dir), "--service-ports", "auto"]
+    """`opsconductor up` on `ports`, the services on free ports unless `extra` gives base ports."""
+    argv = [str(BIN / "opsconductor"), "up", "--state-dir", str(state_dir)]
+    if not any(arg.endswith("-base-port") for arg in extra):
+        argv += ["--service-ports", "auto"]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
     return argv + list(extra)
