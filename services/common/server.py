@@ -69,15 +69,40 @@ class _HealthServicer(HealthServicer):
         self._stopping.set()
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
-        watching = asyncio.ensure_future(super().Watch(request, context))
+        tracked = _WriteTracking(context)
+        watching = asyncio.ensure_future(super().Watch(request, tracked))
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
+            # Cancelled in the middle of a write, the standard Watch leaves the call unable to
+            # finish (the watcher then holds the whole grace period): let its write complete.
+            await tracked.idle.wait()
         finally:
             watching.cancel()
             stopping.cancel()
-        if self._stopping.is_set():
+        if self._stopping.is_set() and tracked.last_status != NOT_SERVING:
             await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+
+
+class _WriteTracking:
+    """A Watch call's context that knows whether a write is under way, and what it last sent."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.last_status: int | None = None
+
+    async def write(self, message: health_pb2.HealthCheckResponse) -> None:
+        self.idle.clear()
+        try:
+            await self._context.write(message)
+            self.last_status = message.status
+        finally:
+            self.idle.set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._context, name)
 
 
 # A service's setup registers its servicers and returns a coroutine that releases what it
