@@ -69,4 +69,5 @@ def add_parsers(commands) -> None:
     bench.add_argument("--builtin-client", action="store_true", help="use the asyncio client even if h2load exists")
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     add_output(bench)
-    bench.set_defaults(func=run)
+    bench.set_defaults(func=run, interrupted=lambda args: "interrupted; the benchmark's own mesh was stopped, "
+                                                          "no figures were kept")

@@ -11,7 +11,7 @@ from opsconductor.cli import exits
 from opsconductor.cli.arguments import add_state_dir, state_dir
 from opsconductor.cli.output import add_output, emit
 from opsconductor.cli.parsing import command, non_negative_count
-from opsconductor.stack import lifecycle
+from opsconductor.stack import lifecycle, state
 from opsconductor.stack import status as stack_status
 
 
@@ -32,7 +32,7 @@ def add_parsers(commands) -> None:
     down = command(commands, "down", help="stop a running stack", examples=(("opsconductor down", ""),))
     add_output(down)
     add_state_dir(down)
-    down.set_defaults(func=run_down)
+    down.set_defaults(func=run_down, interrupted=_down_interrupted)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -57,3 +57,13 @@ def run_down(args: argparse.Namespace) -> int:
     text = "the mesh is stopped" if stopped else f"no stack is running from {directory.resolve()}"
     emit(args, {"stopped": stopped, "message": text}, lambda: text)
     return exits.OK
+
+
+def _down_interrupted(args: argparse.Namespace) -> str:
+    stack_state = state.StackState.read(state_dir(args))
+    if stack_state is None:
+        return "interrupted; the mesh is stopped"
+    if lifecycle.supervisor_alive(stack_state):
+        return (f"interrupted; the supervisor (pid {stack_state.supervisor_pid}) goes on stopping the mesh; "
+                "`opsconductor status` says when it is gone")
+    return "interrupted; the supervisor is gone but some components may be left: run `opsconductor down` again"
