@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from opsconductor.stack.control import Command
-from opsconductor.stack.operations import Say, Work
+from opsconductor.stack.operations import Progress, Say, Work
 from opsconductor.stack.spec import Version
 from opsconductor.stack.weights import set_canary_share
 from services.common.names import POOLS
@@ -65,7 +65,7 @@ def _names(stack: Stack, value: object) -> list[str]:
 # --- the operations ----------------------------------------------------------------------------------
 
 def _set_weights(stack: Stack, percent: int) -> tuple[str, Work]:
-    def work(say: Say) -> dict:
+    def work(say: Progress) -> dict:
         weights = set_canary_share(stack.admin, stack.spec.state_dir, percent)
         say(f"weights: stable {weights.stable} % / canary {weights.canary} %")
         return {"weights": asdict(weights)}
@@ -74,7 +74,7 @@ def _set_weights(stack: Stack, percent: int) -> tuple[str, Work]:
 
 
 def _rollback(stack: Stack) -> tuple[str, Work]:
-    def work(say: Say) -> dict:
+    def work(say: Progress) -> dict:
         started = time.monotonic()
         weights = set_canary_share(stack.admin, stack.spec.state_dir, 0)
         took_ms = (time.monotonic() - started) * 1000
@@ -85,7 +85,7 @@ def _rollback(stack: Stack) -> tuple[str, Work]:
 
 
 def _promote(stack: Stack) -> tuple[str, Work]:
-    def work(say: Say) -> dict:
+    def work(say: Progress) -> dict:
         before = stack.admin.weights()
         canary = stack.current_version("canary")
         set_canary_share(stack.admin, stack.spec.state_dir, 100)
@@ -104,7 +104,7 @@ def _promote(stack: Stack) -> tuple[str, Work]:
 
 
 def _restart_pool(stack: Stack, pool: str, env: dict[str, str]) -> tuple[str, Work]:
-    def work(say: Say) -> dict:
+    def work(say: Progress) -> dict:
         version = stack.current_version(pool).with_env(**env)
         restart_pool(stack, pool, version, say)
         return {"pool": pool, "env": env}
@@ -142,7 +142,7 @@ def _replace(stack: Stack, replica: Replica, version: Version) -> None:
 
 
 def _stop(stack: Stack, names: list[str]) -> tuple[str, Work]:
-    def work(say: Say) -> dict:
+    def work(say: Progress) -> dict:
         for name in names:
             stack.supervisor.stop_component(name)
             say(f"{name} stopped; it stays down until started again")
@@ -152,7 +152,7 @@ def _stop(stack: Stack, names: list[str]) -> tuple[str, Work]:
 
 
 def _start(stack: Stack, names: list[str]) -> tuple[str, Work]:
-    def work(say: Say) -> dict:
+    def work(say: Progress) -> dict:
         for name in names:
             stack.supervisor.start_component(name)
             say(f"{name} started")

@@ -17,8 +17,23 @@ from opsconductor.stack import state
 _LOGGER = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
-# The work of an operation: reports progress through `say`, returns its result (or None).
-Work = Callable[[Say], dict | None]
+
+
+class Progress:
+    """What an operation's work is handed: call it with a line to report a step (kept and sent
+    to every follower at once); `stop_requested` is set when the work should stop at its next
+    safe point (the stack is stopping), so a long operation can end cleanly between steps."""
+
+    def __init__(self, say: Say) -> None:
+        self._say = say
+        self.stop_requested = threading.Event()
+
+    def __call__(self, line: str) -> None:
+        self._say(line)
+
+
+# The work of an operation: reports progress through its Progress, returns its result (or None).
+Work = Callable[[Progress], dict | None]
 
 
 class Busy(RuntimeError):
@@ -38,6 +53,7 @@ class Operations:
         self._known: dict[int, state.OperationState] = {op.id: op for op in state.read_operations(state_dir)}
         self._next_id = max(self._known, default=0) + 1
         self._closed = False
+        self._progress: Progress | None = None  # the running operation's
 
     def submit(self, kind: str, description: str, work: Work) -> state.OperationState:
         """Starts `work` as a new operation and returns it at once; raises Busy."""
@@ -61,8 +77,13 @@ class Operations:
             return self._changed.wait_for(lambda: self._current is None, timeout)
 
     def _run(self, operation: state.OperationState, work: Work) -> None:
+        progress = Progress(lambda line: self._say(operation, line))
+        with self._changed:
+            self._progress = progress
+            if self._closed:
+                progress.stop_requested.set()
         try:
-            result = work(lambda line: self._say(operation, line))
+            result = work(progress)
             outcome = {"state": "succeeded", "result": result or {}}
         except Exception as error:  # the operation fails; the stack and its control channel go on
             _LOGGER.warning("operation %d (%s) failed: %s", operation.id, operation.kind, error)
@@ -122,6 +143,8 @@ class Operations:
         """Takes no more operations; a running one is recorded as cut short by `reason`."""
         with self._changed:
             self._closed = True
+            if self._progress is not None:
+                self._progress.stop_requested.set()
             running = self._current
             if running is not None:
                 running.state, running.error, running.ended_at = "failed", reason, time.time()

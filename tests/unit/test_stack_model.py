@@ -11,6 +11,7 @@ import pytest
 from opsconductor.stack import ports, state
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.operations import Busy, Operations
+from opsconductor.stack.processes import wait_for
 from opsconductor.stack.spec import StackSpec
 
 
@@ -113,10 +114,15 @@ def test_a_failed_operation_records_why_and_frees_the_channel(tmp_path):
 
 def test_closing_cuts_a_running_operation_short_and_refuses_more(tmp_path):
     operations = Operations(tmp_path)
-    hold = threading.Event()
-    operation = operations.submit("promote", "promote", lambda say: hold.wait(10))
+    told: list[bool] = []
+
+    def long(progress):  # stops at its next safe point once asked
+        told.append(progress.stop_requested.wait(10))
+
+    operation = operations.submit("rollout", "a long rollout", long)
     operations.close("the stack stopped while it ran")
-    hold.set()
+    wait_for(lambda: told, 5, "the work to be told to stop")
+    assert told == [True]
     assert operations.get(operation.id).state == "failed"
     assert state.read_operations(tmp_path)[-1].error == "the stack stopped while it ran"
     with pytest.raises(RuntimeError, match="stopping"):
