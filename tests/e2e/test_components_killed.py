@@ -28,7 +28,7 @@ FIGURES: dict[str, dict] = {}
 KILLS = [("stable-1-automation", signal.SIGKILL), ("stable-1-pipeline", signal.SIGKILL),
          ("canary-1-automation", signal.SIGKILL), ("canary-1-pipeline", signal.SIGKILL),
          ("envoy", signal.SIGKILL), ("page", signal.SIGKILL), ("prometheus", signal.SIGKILL),
-         ("canary-1-pipeline", signal.SIGTERM), ("stable-1-automation", signal.SIGTERM), ("envoy", signal.SIGTERM)]
+         ("canary-1-pipeline", signal.SIGTERM), ("envoy", signal.SIGTERM)]
 
 
 @pytest.fixture(scope="module")

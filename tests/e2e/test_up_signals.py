@@ -49,18 +49,32 @@ def foreground(state_dir: Path, *extra: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_foreground_up_stopped_by_a_signal_leaves_no_child(tmp_path, sig, code):
-    up = foreground(tmp_path)
-    lines = read_until(up.stdout, "the mesh is up")
+def stop_and_check(up: subprocess.Popen, sig: int, code: int) -> str:
+    """Sends `sig` to a foreground `up` that is up; checks it ends with `code` and no child left."""
     children = psutil.Process(up.pid).children(recursive=True)
-    assert len(children) >= 5, lines  # two pipelines, two automations, Envoy
+    assert len(children) >= 5  # two pipelines, two automations, Envoy
     up.send_signal(sig)
     output = up.communicate(timeout=60)[0]
     assert up.returncode == code, output
     assert not alive(children)
     assert f"stopped by {signal.Signals(sig).name}; no process left behind" in output
     assert "Traceback" not in output
+    return output
+
+
+def test_ctrl_c_and_sigterm_stop_a_foreground_up_and_the_next_never_replays_its_logs(tmp_path):
+    first = foreground(tmp_path)
+    read_until(first.stdout, "the mesh is up")
+    stop_and_check(first, signal.SIGINT, 130)
+    second_started = datetime.now().astimezone()
+    second = foreground(tmp_path)  # the same state directory
+    lines = read_until(second.stdout, "the mesh is up")
+    lines += read_until(second.stdout, '"component": "stable-1-pipeline"')  # the streamed logs begin
+    stop_and_check(second, signal.SIGTERM, 143)
+    entries = [json.loads(line) for line in lines]  # not a terminal: JSON lines
+    earlier = [entry for entry in entries if datetime.fromisoformat(entry["time"]) < second_started]
+    assert entries and not earlier, earlier[:3]
+    assert (tmp_path / "logs.previous" / "stable-1-pipeline.log").exists()
 
 
 def test_closing_the_terminal_of_a_foreground_up_leaves_no_child(tmp_path):
@@ -105,23 +119,3 @@ def test_a_sigkilled_supervisor_takes_every_child_with_it(tmp_path, built_page):
     assert result.returncode == 5 and "ended without cleaning up" in result.stdout
     restarted = start_stack(tmp_path, *LEAN)  # the state directory is usable again at once
     assert restarted.cli("down").returncode == 0
-
-
-def test_a_new_up_never_replays_the_previous_runs_logs(tmp_path):
-    first = foreground(tmp_path)
-    read_until(first.stdout, "the mesh is up")
-    first.send_signal(signal.SIGINT)
-    first.communicate(timeout=60)
-    second_started = datetime.now().astimezone()
-    second = foreground(tmp_path)
-    try:
-        lines = read_until(second.stdout, "the mesh is up")
-        lines += read_until(second.stdout, '"component": "stable-1-pipeline"')  # the streamed logs begin
-    finally:
-        second.send_signal(signal.SIGINT)
-        second.communicate(timeout=60)
-    entries = [json.loads(line) for line in lines]  # not a terminal: JSON lines
-    stamps = [datetime.fromisoformat(entry["time"]) for entry in entries if "time" in entry]
-    assert stamps and min(stamps) >= second_started, [e for e in entries if datetime.fromisoformat(e["time"])
-                                                      < second_started][:3]
-    assert (tmp_path / "logs.previous" / "stable-1-pipeline.log").exists()
