@@ -15,7 +15,7 @@ from opsconductor.gateway.settings import JwtSettings
 from opsconductor.stack import lifecycle
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.console import Console
-from opsconductor.stack.ports import MAX_REPLICAS, Ports, base_port_flag, port_flag
+from opsconductor.stack.ports import MAX_REPLICAS, REPLICA_PORT_NAMES, Ports, base_port_flag, port_flag
 from opsconductor.stack.spec import NotACheckout, StackSpec, version_of
 from services.common.logs import LOG_FORMATS
 from services.common.names import POOLS
@@ -48,8 +48,8 @@ def add_parsers(commands) -> None:
                         help=f"default {default}")
     for pool in POOLS:
         up.add_argument(base_port_flag(pool), dest=f"base_port_{pool}", type=port, metavar="PORT",
-                        help=f"the {pool} pool's N replicas listen on the 4×N ports from PORT "
-                             "(default: the port table in docs/ARCHITECTURE.md)")
+                        help=f"the {pool} pool's N replicas listen on the {len(REPLICA_PORT_NAMES)}×N ports from "
+                             "PORT (default: the port table in docs/ARCHITECTURE.md)")
     up.add_argument("--service-ports", choices=("table", "auto"), default="table",
                     help="'auto' gives the services free ports instead of the documented table")
     up.add_argument("--scrape-interval", type=seconds, default=15.0, metavar="S", help="Prometheus scrape interval")

@@ -15,8 +15,6 @@ from services.common.names import POOLS
 MAX_REPLICAS = 20
 # The listeners of one replica, in the order a base-port block lays them out.
 REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics")
-REPLICA_PORT_LABELS = {"automation": "automation gRPC", "automation_metrics": "automation metrics",
-                       "pipeline": "pipeline gRPC", "pipeline_metrics": "pipeline metrics"}
 # The default table: each listener of a pool has its own base.
 REPLICA_BASES = {
     "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210},
@@ -47,6 +45,12 @@ PORT_LABELS = {
 }
 
 
+def replica_port_label(name: str) -> str:
+    """'automation gRPC', 'pipeline metrics' … for a replica listener's name."""
+    service, _, use = name.partition("_")
+    return f"{service} {use or 'gRPC'}"
+
+
 def port_flag(name: str) -> str:
     """The `up` flag that sets a fixed port: envoy_admin → --envoy-admin-port."""
     return f"--{name.replace('_', '-')}-port"
@@ -59,15 +63,16 @@ def base_port_flag(pool: str) -> str:
 
 def pool_bases(pool: str, base_port: int | None = None, replicas: int = MAX_REPLICAS) -> dict[str, int]:
     """Where each listener of the pool's replica 0 sits: the default table, or with a base port
-    a block of 4 × `replicas` ports from it (every automation, then every automation metrics,
-    pipeline and pipeline metrics port), so a pool's ports are contiguous."""
+    a block of (listeners per replica) × `replicas` ports from it (every automation port, then
+    every automation metrics port, and so on in REPLICA_PORT_NAMES' order), so a pool's ports
+    are contiguous and a new kind of listener only adds to the end of the block."""
     if base_port is None:
         return dict(REPLICA_BASES[pool])
     return {name: base_port + offset * replicas for offset, name in enumerate(REPLICA_PORT_NAMES)}
 
 
 def replica_ports(pool: str, index: int, base_port: int | None = None, replicas: int = MAX_REPLICAS) -> dict[str, int]:
-    """automation, automation_metrics, pipeline and pipeline_metrics ports of replica `index`."""
+    """Every port of replica `index`, by listener name (REPLICA_PORT_NAMES)."""
     if not 0 <= index < (MAX_REPLICAS if base_port is None else replicas):
         raise ValueError(f"at most {MAX_REPLICAS} replicas per pool")
     return {name: base + index for name, base in pool_bases(pool, base_port, replicas).items()}
@@ -79,7 +84,7 @@ def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> 
     named = [(PORT_LABELS[f.name].split(" (")[0], getattr(fixed, f.name)) for f in fields(fixed)]
     for pool, ports_of_replicas in replicas.items():
         for index, ports in enumerate(ports_of_replicas):
-            named += [(f"{pool}-{index + 1} {REPLICA_PORT_LABELS[name]}", port) for name, port in ports.items()]
+            named += [(f"{pool}-{index + 1} {replica_port_label(name)}", port) for name, port in ports.items()]
     for use, port in named:
         if not LOWEST_PORT <= port <= HIGHEST_PORT:
             raise ValueError(f"{use} would listen on port {port}, outside {LOWEST_PORT}-{HIGHEST_PORT}")
@@ -96,7 +101,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_replica_ports() -> dict[str, int]:
-    """Free ports for one replica's four listeners, instead of the table's."""
+    """Free ports for one replica's listeners, instead of the table's."""
     return {name: free_port() for name in REPLICA_PORT_NAMES}
 
 
@@ -108,10 +113,10 @@ def markdown_table() -> str:
     for pool in POOLS:
         bases = REPLICA_BASES[pool]
         for name in REPLICA_PORT_NAMES:
-            lines.append(f"| {pool} replica *i* (0-based): {REPLICA_PORT_LABELS[name]} | {bases[name]}+*i* "
+            lines.append(f"| {pool} replica *i* (0-based): {replica_port_label(name)} | {bases[name]}+*i* "
                          f"| `{base_port_flag(pool)}` |")
     offsets = {0: "", 1: "N+"}
-    order = ", ".join(f"{REPLICA_PORT_LABELS[name]} B+{offsets.get(offset, f'{offset}N+')}*i*"
+    order = ", ".join(f"{replica_port_label(name)} B+{offsets.get(offset, f'{offset}N+')}*i*"
                       for offset, name in enumerate(REPLICA_PORT_NAMES))
     lines += ["", f"`{base_port_flag('stable')} B` (or `{base_port_flag('canary')} B`) gives that pool of N "
               f"replicas the {len(REPLICA_PORT_NAMES)}×N ports from B instead: {order}. "

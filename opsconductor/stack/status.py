@@ -18,9 +18,10 @@ from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
 
 # How `status` checks a running component of each kind, from its ports. A kind without a
 # probe counts as healthy while it runs.
+# A service's readiness is read on its health-only port when it has one, else on its gRPC port.
 PROBES: dict[str, Callable[[Mapping[str, int]], Callable[[], bool]]] = {
-    "automation": lambda ports: grpc_ready(f"127.0.0.1:{ports['grpc']}", AUTOMATION_SERVICE),
-    "pipeline": lambda ports: grpc_ready(f"127.0.0.1:{ports['grpc']}", PIPELINE_SERVICE),
+    "automation": lambda ports: grpc_ready(f"127.0.0.1:{ports.get('health', ports['grpc'])}", AUTOMATION_SERVICE),
+    "pipeline": lambda ports: grpc_ready(f"127.0.0.1:{ports.get('health', ports['grpc'])}", PIPELINE_SERVICE),
     "gateway": lambda ports: http_ready(f"http://127.0.0.1:{ports['admin']}/ready"),
     "page": lambda ports: http_ready(f"http://127.0.0.1:{ports['http']}/healthz"),
     "prometheus": lambda ports: http_ready(f"http://127.0.0.1:{ports['http']}/-/ready"),

@@ -104,15 +104,19 @@ class Stack:
             pipeline_env={"INSTANCE_NAME": replica.component("pipeline")},
             automation_env={"INSTANCE_NAME": replica.component("automation")})
         shown = version.version or package_version()
-        # The automation's own liveness: its readiness waits for the pipeline, and a pipeline
-        # that is down must not get the automation in front of it restarted as well.
-        checks = {"pipeline": grpc_ready(replica.pipeline_target, PIPELINE_SERVICE),
-                  "automation": grpc_ready(replica.automation_target)}
-        return [ComponentSpec(
-            name=replica.component(service), kind=service, argv=tuple(argv), env=env, cwd=version.source,
-            ready=checks[service], version=shown, restart=self.spec.restart,
-            ports={"grpc": replica.ports[service], "metrics": replica.ports[f"{service}_metrics"]},
-            start_timeout_s=START_TIMEOUT_S) for service, (argv, env) in processes.items()]
+        specs = []
+        for service, (argv, env) in processes.items():
+            # "automation" → grpc, "automation_metrics" → metrics, and so on for every listener.
+            ports = {name.removeprefix(service).lstrip("_") or "grpc": port for name, port in replica.ports.items()
+                     if name == service or name.startswith(f"{service}_")}
+            health = f"127.0.0.1:{ports.get('health', ports['grpc'])}"
+            # The automation's own liveness: its readiness waits for the pipeline, and a pipeline
+            # that is down must not get the automation in front of it restarted as well.
+            ready = grpc_ready(health, PIPELINE_SERVICE) if service == "pipeline" else grpc_ready(health)
+            specs.append(ComponentSpec(
+                name=replica.component(service), kind=service, argv=tuple(argv), env=env, cwd=version.source,
+                ready=ready, version=shown, restart=self.spec.restart, ports=ports, start_timeout_s=START_TIMEOUT_S))
+        return specs
 
     def envoy_settings(self) -> EnvoySettings:
         ports = self.spec.ports
