@@ -7,7 +7,7 @@ series they select (`Series`) are also what `stat` evaluates itself on raw /metr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.common.names import AUTOMATION_SERVICE, POOLS
 
@@ -177,35 +177,78 @@ def top_tools(count: int, window: str, scope: Scope = SERVICE) -> str:
     return f"topk({count}, {_rate(SELECTIONS, window, scope, 'tool')} > 0)"
 
 
-@dataclass(frozen=True)
-class ViewQuery:
-    """A query of the page's mesh view: its PromQL with "$window" for the rate window."""
+# --- what only the dashboards show ------------------------------------------------------------
 
-    name: str
-    expr: str
-    unit: str
-    labels: tuple[str, ...] = field(default=("pool",))
-
-
-WINDOW = "$window"
-
-
-def view_queries() -> list[ViewQuery]:
-    """What the mesh view asks Prometheus (written into the page's bundle by `make generate`)."""
-    return [
-        ViewQuery("share", traffic_share(WINDOW), "ratio"),
-        ViewQuery("healthyHosts", healthy_hosts(), "hosts"),
-        ViewQuery("hosts", hosts(), "hosts"),
-        ViewQuery("requestRate", request_rate(WINDOW, PER_POOL), "per_second"),
-        ViewQuery("successRatio", success_ratio(WINDOW, PER_POOL), "ratio"),
-        *(ViewQuery(f"p{round(q * 100)}", latency_quantile(q, WINDOW, PER_POOL), "seconds") for q in QUANTILES),
-        ViewQuery("errorsByReason", errors_by_reason(WINDOW), "per_second", ("pool", "error_type")),
-        ViewQuery("cacheHitRatio", cache_hit_ratio(WINDOW), "ratio"),
-        ViewQuery("topTools", top_tools(5, WINDOW), "per_second", ("tool",)),
-        ViewQuery("budgetBurn", budget_burn(WINDOW, PER_POOL), "times"),
-    ]
+EXECUTE_CALLS = Series("ai_requests_total", (("job", "=", "automation"),))
+GRPC_CALLS = Series("grpc_server_handled_total", (("grpc_service", "!=", "grpc.health.v1.Health"),))
+GRPC_DURATION = Series("grpc_server_handling_seconds_bucket", GRPC_CALLS.matchers)
+TOOL_RUNS = Series("pipeline_tool_runs_total", (("job", "=", "pipeline"),))
+SEARCHES = Series("selector_search_total", (("job", "=", "pipeline"),))
+SEARCH_DURATION = Series("selector_search_duration_seconds_bucket", SEARCHES.matchers)
+SELECTOR_ERRORS = Series("selector_errors_total", (("job", "=", "pipeline"),))
+SELECTOR_ACCURACY = Series("selector_accuracy_ratio", (("job", "=", "pipeline"),))
+SELECTOR_CASES = Series("selector_eval_cases", (("job", "=", "pipeline"),))
+BUILD_INFO = Series("opsconductor_build_info")
+# Recorded by the SLO rules: the 30-day figures are too heavy to compute on every refresh.
+BUDGET_REMAINING = Series("slo:period_error_budget_remaining:ratio")
 
 
-def exemplar_selector() -> str:
-    """The series whose exemplars carry the trace ids of failed calls."""
-    return EXECUTE_ERRORS.selector(Scope())
+def execute_calls_by_status(window: str, scope: Scope) -> str:
+    """Execute calls per second by gRPC status name."""
+    return _rate(EXECUTE_CALLS, window, scope, "status")
+
+
+def latency_buckets(window: str, scope: Scope) -> str:
+    """Execute calls per second by latency bucket (a heatmap's input)."""
+    return _rate(EXECUTE_DURATION, window, scope, "le")
+
+
+def grpc_calls_by_code(window: str, scope: Scope) -> str:
+    """Calls per second of both services by method and gRPC code (health checks left out)."""
+    return f"{_rate(GRPC_CALLS, window, scope, 'job', 'grpc_method', 'grpc_code')} > 0"
+
+
+def handling_quantile(quantile: float, window: str, scope: Scope) -> str:
+    """Server handling time of both services by job, from py-grpc-prometheus's histogram."""
+    return f"histogram_quantile({quantile}, {_rate(GRPC_DURATION, window, scope, 'job', 'le')})"
+
+
+def tool_runs_by_outcome(window: str, scope: Scope) -> str:
+    return _rate(TOOL_RUNS, window, scope, "tool", "outcome")
+
+
+def searches(window: str, scope: Scope, *by: str) -> str:
+    """Selector searches per second."""
+    return _rate(SEARCHES, window, scope, *by)
+
+
+def search_quantile(quantile: float, window: str, scope: Scope) -> str:
+    return f"histogram_quantile({quantile}, {_rate(SEARCH_DURATION, window, scope, 'le')})"
+
+
+def selections(window: str, scope: Scope) -> str:
+    """Selections per second by the tool chosen."""
+    return _rate(SELECTIONS, window, scope, "tool")
+
+
+def selector_errors_by_reason(window: str, scope: Scope) -> str:
+    return _rate(SELECTOR_ERRORS, window, scope, "reason")
+
+
+def selector_accuracy(scope: Scope, reduce: str = "min") -> str:
+    """Share of the shipped labelled cases the selector gets right (per process, or the worst)."""
+    return f"{reduce} by ({', '.join(scope.by)}) ({SELECTOR_ACCURACY.selector(scope)})" if scope.by \
+        else SELECTOR_ACCURACY.selector(scope)
+
+
+def selector_cases(scope: Scope) -> str:
+    return f"max by ({', '.join(scope.by)}) ({SELECTOR_CASES.selector(scope)})"
+
+
+def running_versions(scope: Scope) -> str:
+    return BUILD_INFO.selector(scope)
+
+
+def budget_remaining(slo: str = "") -> str:
+    """Share of the 30-day error budget left, per SLO (1 untouched, 0 spent, below 0 overspent)."""
+    return BUDGET_REMAINING.where("slo", "=", slo).selector(Scope()) if slo else BUDGET_REMAINING.metric

@@ -25,7 +25,8 @@ DEFAULT_VARIABLES: Mapping[str, str] = {
 _COMPARISONS = ("==", "!=", ">=", "<=", ">", "<")
 _SET_OPERATORS = ("or", "and", "unless")
 _WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)\]\]")
+# "$1" in a label_replace replacement is PromQL's, not a variable (Grafana leaves it alone).
+_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
 _MODIFIER = re.compile(r"^(?:on|ignoring|group_left|group_right)\s*\([^)]*\)\s*")
 # Words that look like metric names but are PromQL keywords, aggregations or constants.
 _KEYWORDS = frozenset({
