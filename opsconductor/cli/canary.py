@@ -107,8 +107,20 @@ def _rollout(args: argparse.Namespace) -> int:
     actions = rollout.Actions(set_weight=lambda weight: _set_share(args, weight),
                               promote=lambda: _send(args, {"op": "promote"}),
                               rollback=lambda: _set_share(args, 0))
-    promoted, steps = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
-                                      echo=lambda line: print(line, flush=True))
+    # The mesh view shows the rollout from this record, kept in the state directory.
+    started, seen = time.time(), []
+
+    def observe(steps: list[rollout.Step], outcome: str | None = None) -> None:
+        seen[:] = steps
+        state.write_rollout(args.state_dir, rollout.record(policy, steps, started, outcome))
+
+    try:
+        promoted, steps = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
+                                          echo=lambda line: print(line, flush=True), observe=observe)
+    except BaseException:
+        observe(seen, "interrupted")
+        raise
+    observe(steps, "promoted" if promoted else "rolled back")
     print(rollout.report(steps, "PROMOTED" if promoted else "FAILED: rolled back to stable"))
     return 0 if promoted else 1
 
