@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from opsconductor.observability import queries as q
 from opsconductor.observability.queries import PER_POOL, SERVICE
+from services.common.status import STATUS_BY_REASON
 
 VIEW_QUERIES_PATH = "web_client/src/mesh/queries.gen.ts"
 WINDOW = "$window"
@@ -62,6 +63,8 @@ def exemplar_selector() -> str:
 def view_queries_ts() -> str:
     data = {"queries": {v.name: {"expr": v.expr, "unit": v.unit, "labels": list(v.labels)} for v in view_queries()},
             "exemplars": exemplar_selector(), "window": WINDOW,
+            # ErrorInfo reasons that spend error budget; the others are the caller's mistakes.
+            "faultReasons": sorted(r for r, code in STATUS_BY_REASON.items() if code.name in q.SERVER_FAULT_CODES),
             "ranges": [{"label": r.label, "seconds": r.seconds, "stepS": r.step_s, "rateWindow": r.rate_window}
                        for r in RANGES]}
     body = json.dumps(data, indent=2, ensure_ascii=False)

@@ -28,7 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 # The page's views by path: the Exec Sandbox, and the mesh's live golden metrics.
-VIEWS = {"/": "/index.html", "/mesh": "/mesh.html", "/mesh/": "/mesh.html"}
+VIEWS = {"/": "/index.html", "/mesh": "/mesh.html"}
 DEFAULT_ADDR = "127.0.0.1:3100"
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:3000"
 _SECURITY_HEADERS = {

@@ -89,6 +89,12 @@ export const VIEW = {
   },
   "exemplars": "ai_request_errors_total{job=\"automation\"}",
   "window": "$window",
+  "faultReasons": [
+    "BAD_GATEWAY",
+    "INJECTED_FAULT",
+    "INTERNAL_ERROR",
+    "TIMEOUT"
+  ],
   "ranges": [
     {
       "label": "5 m",
