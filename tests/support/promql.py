@@ -1,5 +1,6 @@
-"""Lists every PromQL query the monitoring code runs: dashboard panels, recording rules and
-alert conditions (with their thresholds stripped), so tests can parse and evaluate them."""
+"""Lists every PromQL query the monitoring code runs: dashboard panels, recording rules, alert
+conditions (with their thresholds stripped) and the mesh view's queries, so tests can parse and
+evaluate them."""
 
 from __future__ import annotations
 
@@ -258,6 +259,13 @@ def rule_queries(paths: Iterable[Path] | None = None) -> list[Query]:
     return queries
 
 
+def view_queries(rate_window: str = "1m") -> list[Query]:
+    """Every query of the page's mesh view, with its rate window filled in."""
+    from opsconductor.observability import view
+
+    return [Query("mesh view", v.name, v.expr.replace(view.WINDOW, rate_window)) for v in view.view_queries()]
+
+
 def all_queries() -> list[Query]:
     """What a Prometheus scraping real traffic must answer with data."""
-    return rule_queries() + dashboard_queries()
+    return rule_queries() + dashboard_queries() + view_queries()

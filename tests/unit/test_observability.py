@@ -15,6 +15,7 @@ import yaml
 from opsconductor.observability import dashboards as dashboards_module
 from opsconductor.observability import prometheus_config as pc
 from opsconductor.observability import queries as q
+from opsconductor.observability import view as view_module
 from tests.support import promql
 from tests.support.promql import Query
 
@@ -407,5 +408,6 @@ def test_all_queries_names_every_rule_and_panel() -> None:
     assert any(name.startswith("OpsConductorErrorBudgetBurn (page, availability) #") for name in names)
     panel_titles = {p["title"] for b in dashboards().values() for p in promql.iter_panels(b) if p["type"] != "row"}
     assert {name.rsplit(" [", 1)[0] for name in names if name.endswith("]")} == panel_titles
+    assert {q.name for q in queries if q.source == "mesh view"} == {v.name for v in view_module.view_queries()}
     # Every dashboard variable is filled in; only label_replace's own "$1" references remain.
     assert all("$" not in q.expr.replace('"$1"', "") for q in queries)

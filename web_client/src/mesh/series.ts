@@ -51,7 +51,8 @@ export function formatValue(value: number | null, unit: string): string {
   if (value === null) return "—";
   switch (unit) {
     case "ratio":
-      return `${(value * 100).toFixed(value === 1 || value === 0 ? 0 : 2)} %`;
+      // Rounded down: 99.996 % of calls succeeding must not read as 100 %.
+      return value === 1 || value === 0 ? `${value * 100} %` : `${(Math.floor(value * 10_000) / 100).toFixed(2)} %`;
     case "per_second":
       return value >= 100 ? `${value.toFixed(0)}/s` : `${value.toFixed(value >= 10 ? 1 : 2)}/s`;
     case "seconds":
