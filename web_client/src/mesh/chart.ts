@@ -90,7 +90,7 @@ export class Chart {
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: unit === "ratio" ? { range: (_u, min, max) => [Math.min(min, 0.9), Math.max(max, 1)] } : {} },
       axes: [
-        { stroke: "#8b949e", grid: { stroke: "rgba(140,149,158,0.15)" } },
+        { stroke: "#8b949e", grid: { stroke: "rgba(140,149,158,0.15)" }, space: 70 },
         {
           stroke: "#8b949e",
           grid: { stroke: "rgba(140,149,158,0.15)" },
@@ -106,7 +106,6 @@ export class Chart {
           width: 2,
           ...(line.dash ? { dash: line.dash } : {}),
           spanGaps: false,
-          points: { show: false },
           value: (_u: uPlot, value: number | null) => formatValue(value, unit),
         })),
       ],

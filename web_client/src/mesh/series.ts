@@ -56,6 +56,7 @@ export function formatValue(value: number | null, unit: string): string {
     case "per_second":
       return value >= 100 ? `${value.toFixed(0)}/s` : `${value.toFixed(value >= 10 ? 1 : 2)}/s`;
     case "seconds":
+      if (value === 0) return "0 ms";
       return value >= 1 ? `${value.toFixed(2)} s` : `${(value * 1000).toFixed(value >= 0.01 ? 0 : 1)} ms`;
     case "times":
       return `×${value.toFixed(value >= 10 ? 0 : 1)}`;

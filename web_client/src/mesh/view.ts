@@ -72,7 +72,7 @@ const SUMMARY: [QueryName, string][] = [
   ["p50", "p50"],
   ["p95", "p95"],
   ["p99", "p99"],
-  ["budgetBurn", "Budget burn"],
+  ["budgetBurn", "Burn"],
   ["cacheHitRatio", "Cache hits"],
 ];
 
@@ -170,11 +170,13 @@ export class MeshView {
       const healthy = figure(s, "healthyHosts", pool);
       const hosts = figure(s, "hosts", pool);
       const hostCell = el("td", typeof healthy === "number" && typeof hosts === "number" ? `${healthy}/${hosts}` : "—");
+      hostCell.dataset["label"] = "Hosts";
       row.append(hostCell);
-      for (const [name] of SUMMARY) {
+      for (const [name, label] of SUMMARY) {
         const value = figure(s, name, pool);
         const cell = el("td");
         cell.dataset["field"] = name;
+        cell.dataset["label"] = label;
         if (value instanceof PrometheusFailure) {
           cell.textContent = "—";
           cell.title = describeFailure(value);
@@ -184,7 +186,9 @@ export class MeshView {
         }
         row.append(cell);
       }
-      row.append(el("td", state, `state state-${state.replace(/ /g, "-")}`));
+      const stateCell = el("td", state, `state state-${state.replace(/ /g, "-")}`);
+      stateCell.dataset["label"] = "State";
+      row.append(stateCell);
       body.append(row);
     }
   }
@@ -205,10 +209,16 @@ export class MeshView {
       const reason = sample.labels["error_type"] ?? "?";
       const row = el("tr");
       row.dataset["reason"] = reason;
-      row.append(el("td", pool), el("td", reason));
-      row.append(el("td", FAULTS.includes(reason) ? "server fault" : "caller mistake", FAULTS.includes(reason) ? "fault" : "muted"));
-      row.append(el("td", formatValue(sample.value, "per_second")));
+      const cells = [
+        el("td", pool),
+        el("td", reason),
+        el("td", FAULTS.includes(reason) ? "server fault" : "caller mistake", FAULTS.includes(reason) ? "fault" : "muted"),
+        el("td", formatValue(sample.value, "per_second")),
+      ];
+      ["Pool", "Reason", "Kind", "Rate"].forEach((label, i) => (cells[i]!.dataset["label"] = label));
+      row.append(...cells);
       const ids = el("td", "", "traces");
+      ids.dataset["label"] = "Recent trace ids";
       for (const id of traces.get(`${pool} ${reason}`) ?? []) ids.append(this.traceLink(id));
       if (!ids.childElementCount) ids.textContent = "—";
       row.append(ids);
