@@ -36,7 +36,7 @@ class Row:
     p50_s: float | None = None
     p95_s: float | None = None
     p99_s: float | None = None
-    state: str = "unknown"  # ok, no traffic, no hosts, no data, down, unknown
+    state: str = "unknown"  # ok, below SLO, no traffic, no hosts, no data, down, unknown
 
 
 @dataclass
@@ -216,6 +216,8 @@ def _state(row: Row, values: dict | None, source_failed: bool) -> str:
         return "no traffic"
     if row.healthy_hosts == 0:
         return "down"
+    if row.success_ratio is not None and row.success_ratio < queries.AVAILABILITY_OBJECTIVE:
+        return "below SLO"
     return "ok"
 
 

@@ -62,7 +62,7 @@ def exemplar_selector() -> str:
 
 def view_queries_ts() -> str:
     data = {"queries": {v.name: {"expr": v.expr, "unit": v.unit, "labels": list(v.labels)} for v in view_queries()},
-            "exemplars": exemplar_selector(), "window": WINDOW,
+            "exemplars": exemplar_selector(), "window": WINDOW, "objective": q.AVAILABILITY_OBJECTIVE,
             # ErrorInfo reasons that spend error budget; the others are the caller's mistakes.
             "faultReasons": sorted(r for r, code in STATUS_BY_REASON.items() if code.name in q.SERVER_FAULT_CODES),
             "ranges": [{"label": r.label, "seconds": r.seconds, "stepS": r.step_s, "rateWindow": r.rate_window}

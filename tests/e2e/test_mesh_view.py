@@ -87,7 +87,9 @@ _READ = """() => {
     pools[row.dataset.pool] = { state: row.dataset.state, cells };
   }
   const charts = {};
-  for (const chart of document.querySelectorAll("figure.chart")) charts[chart.dataset.chart] = Number(chart.dataset.points);
+  for (const chart of document.querySelectorAll("figure.chart")) {
+    charts[chart.dataset.chart] = Number(chart.dataset.points);
+  }
   return { at: Number(root.dataset.at), window: root.dataset.rateWindow, pools, charts };
 }"""
 
@@ -132,8 +134,9 @@ def test_the_view_fits_a_narrow_screen(browser, mesh_stack, traffic) -> None:
     page, problems = _open(browser, f"{mesh_stack.page_url}/mesh", 390)
     try:
         _wait_all_charts_drawn(page)
-        # Charts fold to one column; only the wide tables scroll, inside their own box.
-        widths = page.evaluate("() => [...document.querySelectorAll('figure.chart')].map(f => f.getBoundingClientRect().right)")
+        # Charts fold to one column and tables into labelled cards: nothing runs off the screen.
+        widths = page.evaluate(
+            "() => [...document.querySelectorAll('figure.chart')].map(f => f.getBoundingClientRect().right)")
         assert max(widths) <= 390, widths
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
         assert problems == []

@@ -195,7 +195,7 @@ def test_each_pool_reports_its_weight_hosts_and_golden_signals() -> None:
     report = golden.report(source, FakeAdmin(HEALTHY), ("stable", "canary"), REPLICAS, "1m")
     stable, canary = report.rows
     assert (stable.weight, stable.healthy_hosts, stable.hosts, stable.rps, stable.success_ratio, stable.state) == \
-        (90, 1, 1, 10.0, 0.75, "ok")
+        (90, 1, 1, 10.0, 0.75, "below SLO")
     assert (canary.weight, canary.rps, canary.success_ratio, canary.state) == (10, 0.0, None, "no traffic")
     text = golden.table(report)
     assert "75.00%" in text and "no traffic" in text
@@ -229,7 +229,7 @@ def test_per_replica_rows_take_each_hosts_health() -> None:
     source = FakeSource({("stable", "stable-1-automation"): FIGURES})
     report = golden.report(source, FakeAdmin(HEALTHY), ("stable", "canary"), REPLICAS, "1m", per_replica=True)
     assert [(r.name, r.healthy_hosts, r.hosts, r.state) for r in report.rows] == \
-        [("stable-1", 1, 1, "ok"), ("canary-1", 0, 1, "no data")]
+        [("stable-1", 1, 1, "below SLO"), ("canary-1", 0, 1, "no data")]
 
 
 def test_the_metrics_source_widens_its_window_up_to_the_one_asked() -> None:

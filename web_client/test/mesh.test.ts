@@ -112,6 +112,8 @@ describe("a pool's state", () => {
     [{ hosts: { stable: 1 }, healthyHosts: { stable: 1 }, requestRate: {} }, "no data"],
     [{ hosts: { stable: 1 }, healthyHosts: { stable: 1 }, requestRate: { stable: 0 } }, "no traffic"],
     [{ hosts: { stable: 1 }, healthyHosts: { stable: 1 }, requestRate: { stable: 4.2 } }, "ok"],
+    [{ hosts: { stable: 1 }, healthyHosts: { stable: 1 }, requestRate: { stable: 4.2 }, successRatio: { stable: 0.75 } }, "below SLO"],
+    [{ hosts: { stable: 1 }, healthyHosts: { stable: 1 }, requestRate: { stable: 4.2 }, successRatio: { stable: 0.9995 } }, "ok"],
   ])("%j is %s", (values, state) => {
     expect(poolState(snapshotWith(values), "stable")).toBe(state);
   });

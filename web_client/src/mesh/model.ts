@@ -111,7 +111,8 @@ export function figure(snapshot: Snapshot, name: QueryName, pool: Pool): number 
   return sample === undefined || Number.isNaN(sample.value) ? null : sample.value;
 }
 
-/** ok, no hosts, down (no healthy host), no traffic, no data, or unknown (a source failed). */
+/** ok, below SLO (more server faults than the availability objective allows), no hosts, down
+ * (no healthy host), no traffic, no data, or unknown (a source failed). */
 export function poolState(snapshot: Snapshot, pool: Pool): string {
   const hosts = figure(snapshot, "hosts", pool);
   const healthy = figure(snapshot, "healthyHosts", pool);
@@ -121,6 +122,8 @@ export function poolState(snapshot: Snapshot, pool: Pool): string {
   if (healthy === 0) return "down";
   if (rate === null) return "no data";
   if (rate === 0) return "no traffic";
+  const success = figure(snapshot, "successRatio", pool);
+  if (typeof success === "number" && success < VIEW.objective) return "below SLO";
   return "ok";
 }
 

@@ -89,6 +89,7 @@ export const VIEW = {
   },
   "exemplars": "ai_request_errors_total{job=\"automation\"}",
   "window": "$window",
+  "objective": 0.999,
   "faultReasons": [
     "BAD_GATEWAY",
     "INJECTED_FAULT",
