@@ -70,14 +70,16 @@ def _ready(prometheus_url: str) -> bool:
 
 
 def _source(args: argparse.Namespace, stack: state.StackState | None,
-            replicas: list[golden.Replica]) -> tuple[golden.PrometheusSource | golden.MetricsSource, list[str]]:
+            replicas: list[golden.Replica]) -> tuple[golden.PrometheusSource | golden.MetricsSource | golden.NoFigures,
+                                                     list[str]]:
     url = args.prometheus or (stack.endpoint(state.PROMETHEUS) if stack else "")
     if args.source == "prometheus" or (args.source == "auto" and url and _ready(url)):
         if not url:
             raise StatError("the stack runs without Prometheus (use --source metrics)")
         return golden.PrometheusSource(url), []
     if not replicas:
-        raise StatError("no Prometheus and no replicas to read /metrics from")
+        # A gateway not started by `up` (--admin): its weights and hosts, and no figures.
+        return golden.NoFigures("no Prometheus (--prometheus URL) and no stack whose /metrics to read"), []
     fell_back = url and args.source == "auto"
     notes = [f"Prometheus at {url} is not answering: reading each process's /metrics"] if fell_back else []
     return golden.MetricsSource(replicas), notes
@@ -105,8 +107,11 @@ def show(args: argparse.Namespace) -> int:
 
     try:
         if not args.watch:
-            _print(args, reading(), redraw=False)
-            return 0
+            made = reading()
+            _print(args, made, redraw=False)
+            # 1 when nothing at all could be read (the gateway and every figure's source failed).
+            blind = made.problems and all(row.state == "unknown" and row.weight is None for row in made.rows)
+            return 1 if blind else 0
         redraw = sys.stdout.isatty() and args.output != "json"
         while True:
             _print(args, reading(), redraw)

@@ -141,6 +141,19 @@ class MetricsSource:
         return format_window(view.seconds), found
 
 
+class NoFigures:
+    """A source with nothing to read: every figure unknown, and the reason said once."""
+
+    name = "no source of figures"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.problems: list[str] = []
+
+    def figures(self, window: str, scope: Scope) -> tuple[str, dict[tuple[str, ...], dict[str, float | None]]]:
+        raise SourceError(self.reason)
+
+
 def parse_window(text: str) -> float:
     """Seconds of a Prometheus duration such as 30s, 1m, 1h30m; ValueError otherwise."""
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -157,7 +170,7 @@ def format_window(seconds: float) -> str:
     return f"{max(1, round(seconds))}s" if seconds < 120 else f"{round(seconds / 60)}m"
 
 
-def report(source: PrometheusSource | MetricsSource, admin: EnvoyAdmin | None, pools: Sequence[str],
+def report(source: PrometheusSource | MetricsSource | NoFigures, admin: EnvoyAdmin | None, pools: Sequence[str],
            replicas: Sequence[Replica], window: str, per_replica: bool = False) -> Report:
     """One reading of every pool (or replica): figures, weights and hosts, and what failed."""
     problems: list[str] = []
