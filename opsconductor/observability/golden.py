@@ -101,7 +101,7 @@ class MetricsSource:
     """The same figures computed from scrapes of each replica's /metrics page, kept between
     calls so that --watch widens the window up to the one asked for."""
 
-    def __init__(self, replicas: Sequence[Replica], sample_s: float = 2.0,
+    def __init__(self, replicas: Sequence[Replica], sample_s: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep,
                  take: Callable[[list[scraped.Target]], scraped.Snapshot] = scraped.take) -> None:
         self.targets = [scraped.Target(r.metrics_url, "automation", r.pool, r.instance) for r in replicas]
