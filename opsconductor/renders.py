@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml
+from opsconductor.observability.dashboards import DASHBOARDS
 from opsconductor.observability.prometheus_config import render_compose
+from opsconductor.observability.view import VIEW_QUERIES_PATH, view_queries_ts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +22,8 @@ RENDERS: dict[str, Callable[[], str]] = {
     "deploy/k8s/base/envoy-config.yaml": lambda: configmap_yaml("k8s"),
     "deploy/k8s/production/envoy-config.yaml": lambda: configmap_yaml("production"),
     "observability/prometheus/prometheus.compose.yml": render_compose,
+    **DASHBOARDS,
+    VIEW_QUERIES_PATH: view_queries_ts,
 }
 
 

@@ -22,9 +22,11 @@ class Sample:
     value: float
 
 
-def query(base_url: str, expr: str, timeout: float = 10.0) -> list[Sample]:
-    """An instant query; NaN values (0/0 ratios) are returned as they are."""
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+def query(base_url: str, expr: str, timeout: float = 10.0, at: float | None = None) -> list[Sample]:
+    """An instant query (now, or at the unix time `at`); NaN values (0/0 ratios) are returned
+    as they are."""
+    params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.load(response)

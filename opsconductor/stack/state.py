@@ -15,6 +15,7 @@ DEFAULT_STATE_DIR = Path(os.environ.get("OPSCONDUCTOR_STATE_DIR", ".opsconductor
 STATE_FILE = "stack.json"
 WEIGHTS_FILE = "weights.json"
 CONTROL_SOCKET = "control.sock"
+ROLLOUT_FILE = "rollout.json"  # the canary rollout in progress (or the last one), for the mesh view
 
 # Endpoint keys, and how `up` shows each one.
 GATEWAY, ENVOY_ADMIN, ENVOY_STATS, PAGE, PROMETHEUS = "gateway", "envoy_admin", "envoy_stats", "page", "prometheus"
@@ -125,6 +126,11 @@ def read_weights(state_dir: Path) -> Weights | None:
 
 def write_weights(state_dir: Path, weights: Weights) -> None:
     _write_json(state_dir / WEIGHTS_FILE, asdict(weights))
+
+
+def write_rollout(state_dir: Path, record: dict) -> None:
+    """What the mesh view shows of the rollout: its steps, the weight and verdicts so far."""
+    _write_json(state_dir / ROLLOUT_FILE, record)
 
 
 def _write_json(path: Path, data: object) -> None:

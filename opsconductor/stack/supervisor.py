@@ -171,9 +171,15 @@ class Stack:
 
     def _start_page(self) -> None:
         url = f"http://127.0.0.1:{self.spec.ports.page}"
+        # The mesh view reads Prometheus (started after the page, on a port known now) and the
+        # state file a running rollout keeps.
+        prometheus = f"http://127.0.0.1:{self.spec.ports.prometheus}" if self.prometheus_binary() else ""
         page = self._child("page", [sys.executable, "-m", "services", "page", "--directory",
                                     str(ROOT / "web_client" / "dist"), "--addr", f"127.0.0.1:{self.spec.ports.page}",
-                                    "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}"], {}, cwd=ROOT)
+                                    "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}",
+                                    "--prometheus-url", prometheus,
+                                    "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE)],
+                           {}, cwd=ROOT)
         wait_for(lambda: _http_ok(f"{url}/healthz", page), START_TIMEOUT_S, "the page server")
         self.endpoints[state.PAGE] = url
 

@@ -78,6 +78,24 @@ class PipelineConfig:
     faults: FaultConfig
 
 
+@dataclass(frozen=True)
+class MeshViewConfig:
+    """What the page server's mesh view reads: Prometheus (read-only) and the rollout's state."""
+
+    prometheus_url: str  # PROMETHEUS_URL: http(s)://host:port; "" when there is none
+    prometheus_timeout_s: float  # PROMETHEUS_TIMEOUT_S: longest a forwarded read may take
+    rollout_file: str  # ROLLOUT_STATE_FILE: the JSON a running rollout keeps up to date; "" for none
+
+
+def mesh_view_config(env: Mapping[str, str] = os.environ) -> MeshViewConfig:
+    url = env.get("PROMETHEUS_URL", "").strip().rstrip("/")
+    if url and not (url.startswith(("http://", "https://")) and len(url.split("/")) == 3):
+        raise ConfigError(f"PROMETHEUS_URL must be http(s)://host:port with no path, not {url!r}")
+    return MeshViewConfig(prometheus_url=url,
+                          prometheus_timeout_s=_number(env, "PROMETHEUS_TIMEOUT_S", 10.0, low=0.1, high=120),
+                          rollout_file=env.get("ROLLOUT_STATE_FILE", "").strip())
+
+
 def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
     grpc_addr = _address(env, "AUTOMATION_GRPC_ADDR", "127.0.0.1:3003")
     return AutomationConfig(
