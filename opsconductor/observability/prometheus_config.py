@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +65,11 @@ def duration(seconds: float) -> str:
 
 
 def build_config(targets: Iterable[ScrapeTarget], *, scrape_interval: float = DEFAULT_INTERVAL_S,
-                 evaluation_interval: float | None = None,
-                 rule_files: Sequence[str] = DEFAULT_RULE_FILES) -> dict[str, Any]:
-    """The configuration as plain data: one scrape job per job name, in JOBS order."""
+                 evaluation_interval: float | None = None, rule_files: Sequence[str] = DEFAULT_RULE_FILES,
+                 tls: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The configuration as plain data: one scrape job per job name, in JOBS order. `tls` maps
+    a job to its `tls_config` (Prometheus's own certificate, the CA, the name to check): that
+    job is scraped over HTTPS with a client certificate."""
     targets = list(targets)
     seen: set[tuple[str, str]] = set()
     for target in targets:
@@ -84,11 +86,12 @@ def build_config(targets: Iterable[ScrapeTarget], *, scrape_interval: float = DE
     for job in JOBS:
         job_targets = [t for t in targets if t.job == job]
         if job_targets:
-            scrape_configs.append(_scrape_config(job, job_targets))
+            scrape_configs.append(_scrape_config(job, job_targets, (tls or {}).get(job)))
     return {"global": global_config, "rule_files": list(rule_files), "scrape_configs": scrape_configs}
 
 
-def _scrape_config(job: str, targets: Sequence[ScrapeTarget]) -> dict[str, Any]:
+def _scrape_config(job: str, targets: Sequence[ScrapeTarget],
+                   tls: Mapping[str, Any] | None = None) -> dict[str, Any]:
     static_configs = []
     for target in targets:
         # Setting `instance` here replaces the address Prometheus would use; `pool` is a
@@ -99,19 +102,23 @@ def _scrape_config(job: str, targets: Sequence[ScrapeTarget]) -> dict[str, Any]:
         if target.pool:
             labels["pool"] = target.pool
         static_configs.append({"targets": [target.address], "labels": labels})
-    return {
+    config: dict[str, Any] = {
         "job_name": job,
         "metrics_path": ENVOY_METRICS_PATH if job == "envoy" else SERVICE_METRICS_PATH,
-        "static_configs": static_configs,
     }
+    if tls:
+        # Prometheus re-reads these files when they change, so renewals need no reload.
+        config.update({"scheme": "https", "tls_config": dict(tls)})
+    config["static_configs"] = static_configs
+    return config
 
 
 def render(targets: Iterable[ScrapeTarget], *, scrape_interval: float = DEFAULT_INTERVAL_S,
            evaluation_interval: float | None = None, rule_files: Sequence[str] = DEFAULT_RULE_FILES,
-           header: str = "") -> str:
+           header: str = "", tls: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """The configuration as YAML text."""
     config = build_config(targets, scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
-                          rule_files=rule_files)
+                          rule_files=rule_files, tls=tls)
     return yamltext.dump(config, header=header)
 
 
