@@ -47,7 +47,7 @@ def channel(state_dir: Path, target: str, pool: str, service: str,
                                                                                 *channel_options(pool, service)))
 
 
-def aio_channel(state_dir: Path, target: str, pool: str, service: str) -> grpc.aio.Channel:
+def aio_channel(state_dir: Path, target: str, *, pool: str, service: str) -> grpc.aio.Channel:
     """The same for asyncio clients (the load generator)."""
     if not has_identities(state_dir):
         return grpc.aio.insecure_channel(target)

@@ -170,7 +170,8 @@ class Stack:
             self.echo(f"envoy: re-applied saved weights stable {saved.stable} / canary {saved.canary}")
         self.endpoints[state.GATEWAY] = f"127.0.0.1:{self.spec.ports.gateway}"
         self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{self.spec.ports.envoy_admin}"
-        self.endpoints[state.ENVOY_STATS] = f"http://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
+        scheme = "https" if self.spec.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
+        self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
 
     def page_available(self) -> bool:
         return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
@@ -246,7 +247,9 @@ class Stack:
             self.stop_components(command["components"])
         elif op == "start":
             self.start_components(command["components"])
-        elif op == "rotate" and self.identity is not None:
+        elif op == "rotate":
+            if self.identity is None:
+                raise ValueError("this stack runs without certificates")
             say(f"renewed {', '.join(self.identity.rotate())}; picked up without a restart")
         else:
             raise ValueError(f"unknown command {op!r}")

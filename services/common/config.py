@@ -151,10 +151,10 @@ def _tls(env: Mapping[str, str], pool: str, service: str) -> TlsConfig | None:
     files = {name: env.get(name, "").strip() for name in _TLS_FILES}
     if not any(files.values()):
         return None  # plaintext, as a service started on its own always was
+    missing = ", ".join(name for name, path in files.items() if not path)
+    if missing:
+        raise ConfigError(f"{missing}: TLS needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE together")
     for name, path in files.items():
-        if not path:
-            missing = ", ".join(n for n, p in files.items() if not p)
-            raise ConfigError(f"{missing}: TLS needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE together")
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise ConfigError(f"{name}: {path!r} is not a readable file")
     return TlsConfig(
