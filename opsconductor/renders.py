@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml
+from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml, sds_configmap_yaml, sds_files
 from opsconductor.observability.prometheus_config import render_compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +19,8 @@ RENDERS: dict[str, Callable[[], str]] = {
     **{f"envoy/envoy.{variant}.yaml": (lambda variant=variant: envoy_yaml(variant)) for variant in VARIANTS},
     "deploy/k8s/base/envoy-config.yaml": lambda: configmap_yaml("k8s"),
     "deploy/k8s/production/envoy-config.yaml": lambda: configmap_yaml("production"),
+    **{f"envoy/sds/{name}": (lambda name=name: sds_files()[name]) for name in sds_files()},
+    "deploy/k8s/base/envoy-sds.yaml": sds_configmap_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,
 }
 

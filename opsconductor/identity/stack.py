@@ -11,7 +11,8 @@ from opsconductor.gateway.tls import EdgeTls, MeshTls, sds_resources, sds_yaml
 from opsconductor.identity.operator import OPERATOR, identity_root
 from opsconductor.identity.spec import TlsSpec
 from opsconductor.identity.store import DEFAULT_LIFETIME_S, IdentityStore, Renewer
-from opsconductor.identity.workloads import EDGE, GATEWAY_NAME, mesh_workloads
+from opsconductor.identity.workloads import EDGE, mesh_workloads
+from opsconductor.observability import prometheus_config
 from services.common import spiffe
 
 
@@ -48,11 +49,7 @@ class MeshIdentity:
 
     def prometheus_tls(self) -> dict[str, dict[str, Any]]:
         """Prometheus's tls_config per scrape job (it re-reads the files when they change)."""
-        files = self.store.files("prometheus")
-        base = {"ca_file": str(files.ca), "cert_file": str(files.cert), "key_file": str(files.key)}
-        return {"automation": {**base, "server_name": spiffe.service_name("automation")},
-                "pipeline": {**base, "server_name": spiffe.service_name("pipeline")},
-                "envoy": {**base, "server_name": GATEWAY_NAME}}
+        return prometheus_config.mesh_tls(str(self.store.files("prometheus").directory))
 
     @property
     def ca_file(self) -> Path:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from services.common import spiffe
 from services.common.names import POOLS
 
-GATEWAY_NAME = f"gateway.{spiffe.TRUST_DOMAIN}"  # what Prometheus checks on Envoy's stats listener
+GATEWAY_NAME = spiffe.service_name("gateway")  # what Prometheus checks on Envoy's stats listener
 
 
 @dataclass(frozen=True)

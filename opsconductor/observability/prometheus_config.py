@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from opsconductor import yamltext
+from services.common import spiffe
 from services.common.names import POOLS
 
 JOBS = ("automation", "pipeline", "envoy")
@@ -131,9 +132,23 @@ def compose_targets() -> list[ScrapeTarget]:
     return targets
 
 
+# Where compose mounts Prometheus's own workload certificate (its client certificate).
+COMPOSE_IDENTITY = "/etc/opsconductor/identity"
+# The names each job's certificates carry for every pool (services.common.spiffe.service_name).
+SERVER_NAMES = {"automation": spiffe.service_name("automation"), "pipeline": spiffe.service_name("pipeline"),
+                "envoy": spiffe.service_name("gateway")}
+
+
+def mesh_tls(identity_dir: str) -> dict[str, dict[str, str]]:
+    """Each job's tls_config: Prometheus's certificate and the mesh CA from a workload bundle."""
+    files = {"ca_file": f"{identity_dir}/ca.crt", "cert_file": f"{identity_dir}/tls.crt",
+             "key_file": f"{identity_dir}/tls.key"}
+    return {job: {**files, "server_name": name} for job, name in SERVER_NAMES.items()}
+
+
 def render_compose() -> str:
     """The committed observability/prometheus/prometheus.compose.yml."""
-    return render(compose_targets(), header=_HEADER)
+    return render(compose_targets(), header=_HEADER, tls=mesh_tls(COMPOSE_IDENTITY))
 
 
 def write_config(path: Path, targets: Iterable[ScrapeTarget], **options: Any) -> Path:

@@ -33,8 +33,8 @@ def server_name(pool: str, service: str) -> str:
 
 
 def service_name(service: str) -> str:
-    """The DNS name every certificate of `service` carries, whatever its pool: what a scraper
-    checks (one Prometheus job covers both pools)."""
+    """The DNS name every certificate of `service` (automation, pipeline, gateway) carries,
+    whatever its pool: what a scraper checks (one Prometheus job covers both pools)."""
     return f"{service}.{TRUST_DOMAIN}"
 
 
