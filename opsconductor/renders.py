@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml, sds_configmap_yaml, sds_files
+from opsconductor.identity.certmanager import identity_yaml
+from opsconductor.identity.network import network_policies_yaml
 from opsconductor.observability.prometheus_config import render_compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,8 @@ RENDERS: dict[str, Callable[[], str]] = {
     "deploy/k8s/production/envoy-config.yaml": lambda: configmap_yaml("production"),
     **{f"envoy/sds/{name}": (lambda name=name: sds_files()[name]) for name in sds_files()},
     "deploy/k8s/base/envoy-sds.yaml": sds_configmap_yaml,
+    "deploy/k8s/base/identity.yaml": identity_yaml,
+    "deploy/k8s/base/network-policies.yaml": network_policies_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,
 }
 

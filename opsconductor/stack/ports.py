@@ -33,6 +33,14 @@ class Ports:
 
 LOCAL_PORTS = Ports()
 
+# Inside a container or pod (compose, Kubernetes) every service listens on the standalone
+# defaults, plus its plaintext health-only port for probes that cannot do TLS.
+CONTAINER_PORTS = {
+    "automation": {"grpc": 3003, "metrics": 9091, "health": 9093},
+    "pipeline": {"grpc": 8001, "metrics": 9092, "health": 9094},
+    "gateway": {"gateway": 3000, "stats": 9902},
+}
+
 
 def replica_ports(pool: str, index: int) -> dict[str, int]:
     """Every port of replica `index` (gRPC, metrics and health of both services)."""

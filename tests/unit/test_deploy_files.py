@@ -17,6 +17,7 @@ import yaml
 
 from opsconductor.gateway import variants as envoy_variants
 from opsconductor.gateway.config import render
+from opsconductor.stack.ports import CONTAINER_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -153,8 +154,10 @@ def test_service_deployments_probe_grpc_health_and_are_sized(name):
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [service]
     grpc_port, metrics_port = PORTS[service]
-    assert container["livenessProbe"]["grpc"] == {"port": grpc_port, "service": ""}
-    assert container["readinessProbe"]["grpc"] == {"port": grpc_port,
+    # The kubelet cannot do TLS: probes go to the plaintext health-only port.
+    health_port = CONTAINER_PORTS[service]["health"]
+    assert container["livenessProbe"]["grpc"] == {"port": health_port, "service": ""}
+    assert container["readinessProbe"]["grpc"] == {"port": health_port,
                                                    "service": READINESS[service]}
     assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
     assert "memory" in container["resources"]["limits"]
