@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography import x509
 
 from opsconductor.identity.authority import CertificateAuthority
-from opsconductor.identity.bundle import CERT_FILE, paths, write_bundle
+from opsconductor.identity.bundle import paths, write_bundle
 from opsconductor.identity.workloads import Workload
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,14 +80,15 @@ class IdentityStore:
         return self._renewal_time(workload) <= datetime.datetime.now(datetime.timezone.utc)
 
     def _renewal_time(self, workload: Workload) -> datetime.datetime:
-        path = self.root / workload.name / CERT_FILE
+        now_due = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+        cert, _, ca = paths(self.root / workload.name)
         try:
-            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+            certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+            same_ca = ca.read_bytes() == self.authority.pem
         except (OSError, ValueError):
-            return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-        if certificate.issuer != self.authority.certificate.subject or (path.parent / "ca.crt").read_bytes() \
-                != self.authority.pem:
-            return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+            return now_due  # missing or unreadable: issue it
+        if not same_ca or certificate.issuer != self.authority.certificate.subject:
+            return now_due  # from a CA that was replaced
         start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
         return start + (end - start) * RENEW_AT
 

@@ -115,6 +115,12 @@ def test_every_certificate_rotates_under_load_and_no_call_fails(stack):
     # The services export the expiry of the certificate they now use: later than the first one's.
     expiry = automation_expiry(stack)
     assert expiry >= first_expiry + 2 * LIFETIME_S * 2 / 3 - 2, (first_expiry, expiry)  # two renewals later
+    # No private key (of the several each workload had) reached a log.
+    logs = "".join(path.read_text(errors="replace") for path in stack.state_dir.rglob("*.log"))
+    assert "PRIVATE KEY" not in logs
+    for key in (stack.state_dir / "identity").rglob("tls.key"):
+        body = "".join(key.read_text().splitlines()[1:-1])
+        assert body[:40] not in logs, key
     # Prometheus still scrapes every target over mTLS, with its renewed certificate.
     assert all(sample.value == 1 for sample in prometheus.query(stack.prometheus_url, "up")), \
         prometheus.query(stack.prometheus_url, "up")
