@@ -4,6 +4,8 @@ component needs to use them. The supervisor calls these few functions and nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,19 @@ def envoy_overrides(identity: MeshIdentity | None, tls: TlsSpec, state_dir: Path
 
 def prometheus_tls(identity: MeshIdentity | None, tls: TlsSpec) -> dict[str, dict[str, Any]] | None:
     return identity.prometheus_tls() if identity is not None and tls.mesh else None
+
+
+def supports_mtls(source: Path) -> bool:
+    """Whether a checkout's services take the TLS_* settings (releases before them do not)."""
+    return (source / "services" / "common" / "mtls.py").exists()
+
+
+def effective_tls(tls: TlsSpec, sources: tuple[Path, ...], echo: Callable[[str], None]) -> TlsSpec:
+    """mTLS needs every pool's services to speak it: a pool running an older release (a
+    canary of a version before mTLS, a baseline for `bench --cost checkout`) turns it off for
+    the whole stack, saying so, rather than leaving that pool unreachable."""
+    older = [str(source) for source in sources if not supports_mtls(source)]
+    if tls.mesh and older:
+        echo(f"mTLS off inside the mesh: {', '.join(older)} predates it (the services would speak plaintext)")
+        return replace(tls, mesh=False)
+    return tls

@@ -76,6 +76,7 @@ class Stack:
         self.ready = False  # set once every component serves and the control socket listens
         self.admin = envoy_admin.EnvoyAdmin(f"http://127.0.0.1:{spec.ports.envoy_admin}")
         self.identity: identity.MeshIdentity | None = None  # the mesh's certificates, once issued
+        self.tls = identity.effective_tls(spec.tls, (spec.stable.source, spec.canary.source), echo)
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ class Stack:
         check_free(self.required_ports())
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            self.identity = identity.start_identity(self.spec.state_dir, self.spec.tls)
+            self.identity = identity.start_identity(self.spec.state_dir, self.tls)
             for replica in self.replicas:
                 self._start_replica(replica, replica.version)
             self._start_envoy()
@@ -126,9 +127,9 @@ class Stack:
             cwd=version.source, env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
                                      "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
             pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline",
-                          **identity.service_env(self.identity, self.spec.tls, replica.pool, "pipeline")},
+                          **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
             automation_env={"INSTANCE_NAME": f"{replica.name}-automation",
-                            **identity.service_env(self.identity, self.spec.tls, replica.pool, "automation")})
+                            **identity.service_env(self.identity, self.tls, replica.pool, "automation")})
         for child, start in ((pair.pipeline, pair.start_pipeline), (pair.automation, pair.start_automation)):
             with self._lock:
                 self.children[child.name] = child
@@ -144,7 +145,7 @@ class Stack:
             admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
             access_log_path=str(self.logs / "envoy-access.log"),
-            **identity.envoy_overrides(self.identity, self.spec.tls, self.spec.state_dir), **self.spec.envoy_overrides)
+            **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
 
     def _start_envoy(self) -> None:
         config = self.spec.state_dir / "envoy.yaml"
@@ -170,7 +171,7 @@ class Stack:
             self.echo(f"envoy: re-applied saved weights stable {saved.stable} / canary {saved.canary}")
         self.endpoints[state.GATEWAY] = f"127.0.0.1:{self.spec.ports.gateway}"
         self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{self.spec.ports.envoy_admin}"
-        scheme = "https" if self.spec.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
+        scheme = "https" if self.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
         self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
 
     def page_available(self) -> bool:
@@ -186,7 +187,7 @@ class Stack:
 
     def gateway_url(self) -> str:
         """The gateway as a browser calls it (https when the edge speaks TLS)."""
-        scheme = "https" if self.spec.tls.edge else "http"
+        scheme = "https" if self.tls.edge else "http"
         return f"{scheme}://127.0.0.1:{self.spec.ports.gateway}"
 
     def prometheus_binary(self) -> str | None:
@@ -201,7 +202,7 @@ class Stack:
                                             f"127.0.0.1:{replica.ports[service + '_metrics']}"))
         prometheus_config.write_config(config, targets, scrape_interval=self.spec.scrape_interval_s,
                                        rule_files=(str(RULE_FILES),),
-                                       tls=identity.prometheus_tls(self.identity, self.spec.tls))
+                                       tls=identity.prometheus_tls(self.identity, self.tls))
         storage = self.spec.state_dir / "prometheus-data"
         url = f"http://127.0.0.1:{self.spec.ports.prometheus}"
         prometheus = self._child("prometheus", [
@@ -349,7 +350,7 @@ class Stack:
                     automation_health=f"127.0.0.1:{r.ports['automation_health']}",
                     pipeline_health=f"127.0.0.1:{r.ports['pipeline_health']}") for r in self.replicas],
                 control_socket=str(self.spec.state_dir / state.CONTROL_SOCKET),
-                ready=self.ready, tls=self.spec.tls.mesh, gateway_tls=self.spec.tls.edge,
+                ready=self.ready, tls=self.tls.mesh, gateway_tls=self.tls.edge,
             )
 
 
