@@ -41,13 +41,33 @@ def peer_identity(connection: ssl.SSLSocket) -> str:
     return next((value for kind, value in certificate.get("subjectAltName", ()) if kind == "URI"), "")
 
 
+_PEER = "opsconductor.peer_identity"
+
+
 class _Handler(WSGIRequestHandler):
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        environ[_PEER] = peer_identity(self.connection)
+        return environ
+
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         """Scrapes are not logged."""
 
 
+def _only(allowed: frozenset[str], app):
+    """The metrics app for the allowed identities; 403 for any other (after reading its request)."""
+    def guarded(environ, start_response):
+        identity = environ.get(_PEER, "")
+        if identity not in allowed:
+            _LOGGER.warning("metrics reader refused", extra={"caller": identity})
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"this identity may not scrape\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
 class _Server(ThreadingWSGIServer):
-    allowed: frozenset[str]
     context: ssl.SSLContext
 
     def finish_request(self, request: socket.socket, client_address) -> None:
@@ -56,13 +76,6 @@ class _Server(ThreadingWSGIServer):
             connection = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as error:
             _LOGGER.info("metrics handshake refused", extra={"error": str(error)[:200]})
-            return
-        identity = peer_identity(connection)
-        if identity not in self.allowed:
-            _LOGGER.warning("metrics reader refused", extra={"caller": identity})
-            connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                               b"Content-Length: 29\r\n\r\nthis identity may not scrape\n")
-            connection.close()
             return
         super().finish_request(connection, client_address)
 
@@ -76,8 +89,7 @@ def serve_metrics_https(address: str, registry: CollectorRegistry, watcher: Cert
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     server: WSGIServer = Server((host, port), _Handler)
-    server.set_app(make_wsgi_app(registry))
-    server.allowed = frozenset(allowed)
+    server.set_app(_only(frozenset(allowed), make_wsgi_app(registry)))
     server.context = tls_context(watcher.material)
 
     def renewed(material: Material) -> None:
