@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,9 +49,10 @@ def scalar(base_url: str, expr: str) -> float | None:
     return samples[0].value if samples else None
 
 
-def scrape(metrics_url: str, timeout: float = 10.0) -> dict[str, list[Sample]]:
-    """Every sample on a /metrics page, by sample name (`foo_total`, `bar_bucket`, …)."""
-    with urllib.request.urlopen(metrics_url, timeout=timeout) as response:
+def scrape(metrics_url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> dict[str, list[Sample]]:
+    """Every sample on a /metrics page, by sample name (`foo_total`, `bar_bucket`, …); `context`
+    carries a client certificate for a mesh that serves its metrics over mTLS."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout, context=context) as response:
         text = response.read().decode()
     samples: dict[str, list[Sample]] = {}
     for family in text_string_to_metric_families(text):
@@ -59,7 +61,7 @@ def scrape(metrics_url: str, timeout: float = 10.0) -> dict[str, list[Sample]]:
     return samples
 
 
-def scrape_sum(metrics_url: str, name: str, **labels: str) -> float:
+def scrape_sum(metrics_url: str, name: str, context: ssl.SSLContext | None = None, **labels: str) -> float:
     """The sum of the `name` samples on a /metrics page that carry `labels` (0 when none do)."""
-    return sum(sample.value for sample in scrape(metrics_url).get(name, ())
+    return sum(sample.value for sample in scrape(metrics_url, context=context).get(name, ())
                if all(sample.labels.get(key) == value for key, value in labels.items()))

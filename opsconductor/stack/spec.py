@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from opsconductor.identity.spec import TlsSpec
 from opsconductor.stack.ports import Ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,7 @@ class StackSpec:
     service_env: dict[str, str] = field(default_factory=dict)  # for every service process of both pools
     log_level: str = "INFO"
     auto_service_ports: bool = False  # free ports for the services instead of the port table
+    tls: TlsSpec = TlsSpec()  # mTLS inside the mesh (on), TLS at the edge (off)
 
     def version(self, pool: str) -> Version:
         return self.stable if pool == "stable" else self.canary

@@ -55,6 +55,12 @@ class ReplicaState:
     pipeline_metrics: str
     version: str
     source: str
+    automation_health: str = ""  # plaintext grpc.health.v1 only
+    pipeline_health: str = ""
+
+    def health(self, service: str) -> str:
+        """Where `service`'s health is read (its plaintext health port; its gRPC port before those existed)."""
+        return getattr(self, f"{service}_health") or getattr(self, service)
 
     def component(self, service: str) -> str:
         """The component key of this replica's automation or pipeline process."""
@@ -72,6 +78,8 @@ class StackState:
     replicas: list[ReplicaState]
     control_socket: str
     ready: bool = False
+    tls: bool = False  # mTLS inside the mesh; the operator's identity is in the state directory
+    gateway_tls: bool = False  # the gateway's edge listener speaks TLS
 
     def endpoint(self, key: str) -> str:
         """The endpoint's address, or "" when the stack runs without it."""
@@ -98,7 +106,8 @@ class StackState:
             return cls(supervisor_pid=data["supervisor_pid"], ports=data["ports"], endpoints=data["endpoints"],
                        components={name: ComponentState(**c) for name, c in data["components"].items()},
                        replicas=[ReplicaState(**r) for r in data["replicas"]],
-                       control_socket=data["control_socket"], ready=data.get("ready", False))
+                       control_socket=data["control_socket"], ready=data.get("ready", False),
+                       tls=data.get("tls", False), gateway_tls=data.get("gateway_tls", False))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
+from services.common import spiffe
 from services.common.names import POOLS
 
 DEFAULT_ALLOWLIST = "127.0.0.0/8,::1,localhost"
@@ -38,6 +39,20 @@ class CommonConfig:
     log_level: str  # LOG_LEVEL
     shutdown_grace_s: float  # SHUTDOWN_GRACE_S: how long in-flight calls may finish on SIGTERM
     telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
+    tls: TlsConfig | None = None  # TLS_*: mTLS on every port but the health port; None = plaintext
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Mutual TLS with workload identities (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE: all or
+    none). The files are re-read while the service runs, so a renewed certificate is used
+    without a restart."""
+
+    cert_file: str  # TLS_CERT_FILE: this workload's certificate (PEM, its chain after it)
+    key_file: str  # TLS_KEY_FILE: its private key
+    ca_file: str  # TLS_CA_FILE: the mesh CA that signs every peer's certificate
+    allowed_callers: tuple[str, ...]  # TLS_ALLOWED_CALLERS: SPIFFE IDs that may call the gRPC port
+    allowed_scrapers: tuple[str, ...]  # TLS_ALLOWED_SCRAPERS: SPIFFE IDs that may read /metrics
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class AutomationConfig:
     common: CommonConfig
     grpc_addr: str  # AUTOMATION_GRPC_ADDR
     metrics_addr: str  # AUTOMATION_METRICS_ADDR
+    health_addr: str  # AUTOMATION_HEALTH_ADDR: plaintext grpc.health.v1 only, for probes ("" = none)
     pipeline_target: str  # PIPELINE_TARGET
     execute_timeout_s: float  # EXECUTE_TIMEOUT_S: deadline of a pipeline call
 
@@ -71,6 +87,7 @@ class PipelineConfig:
     common: CommonConfig
     grpc_addr: str  # PIPELINE_GRPC_ADDR
     metrics_addr: str  # PIPELINE_METRICS_ADDR
+    health_addr: str  # PIPELINE_HEALTH_ADDR: plaintext grpc.health.v1 only, for probes ("" = none)
     bypass_llm: bool  # FEATURE_BYPASS_LLM: "ping"/echo runs echo directly, skipping selection
     allowlist: tuple[str, ...]  # TOOL_ALLOWLIST: CIDRs, host names and *.suffix names
     cache_size: int  # SELECTOR_CACHE_SIZE
@@ -102,6 +119,7 @@ def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
         common=_common(env, "automation", grpc_addr),
         grpc_addr=grpc_addr,
         metrics_addr=_address(env, "AUTOMATION_METRICS_ADDR", "127.0.0.1:9091"),
+        health_addr=_optional_address(env, "AUTOMATION_HEALTH_ADDR"),
         pipeline_target=_address(env, "PIPELINE_TARGET", "127.0.0.1:8001"),
         execute_timeout_s=_number(env, "EXECUTE_TIMEOUT_S", 30.0, low=0.01, high=3600),
     )
@@ -113,6 +131,7 @@ def pipeline_config(env: Mapping[str, str] = os.environ) -> PipelineConfig:
         common=_common(env, "pipeline", grpc_addr),
         grpc_addr=grpc_addr,
         metrics_addr=_address(env, "PIPELINE_METRICS_ADDR", "127.0.0.1:9092"),
+        health_addr=_optional_address(env, "PIPELINE_HEALTH_ADDR"),
         bypass_llm=_flag(env, "FEATURE_BYPASS_LLM", False),
         allowlist=_allowlist(env.get("TOOL_ALLOWLIST", DEFAULT_ALLOWLIST)),
         cache_size=int(_number(env, "SELECTOR_CACHE_SIZE", 1024, low=1, high=1_000_000, integer=True)),
@@ -139,7 +158,39 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
         log_level=level,
         shutdown_grace_s=_number(env, "SHUTDOWN_GRACE_S", 10.0, low=0, high=3600),
         telemetry=_flag(env, "TELEMETRY", True),
+        tls=_tls(env, pool, service),
     )
+
+
+_TLS_FILES = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE")
+
+
+def _tls(env: Mapping[str, str], pool: str, service: str) -> TlsConfig | None:
+    files = {name: env.get(name, "").strip() for name in _TLS_FILES}
+    if not any(files.values()):
+        return None  # plaintext, as a service started on its own always was
+    missing = ", ".join(name for name, path in files.items() if not path)
+    if missing:
+        raise ConfigError(f"{missing}: TLS needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE together")
+    for name, path in files.items():
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}: {path!r} is not a readable file")
+    return TlsConfig(
+        cert_file=files["TLS_CERT_FILE"], key_file=files["TLS_KEY_FILE"], ca_file=files["TLS_CA_FILE"],
+        allowed_callers=_identities(env, "TLS_ALLOWED_CALLERS", spiffe.default_callers(pool, service)),
+        allowed_scrapers=_identities(env, "TLS_ALLOWED_SCRAPERS", spiffe.DEFAULT_SCRAPERS),
+    )
+
+
+def _identities(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    values = tuple(value.strip() for value in raw.split(",") if value.strip())
+    for value in values:
+        if not spiffe.is_identity(value):
+            raise ConfigError(f"{name}: {value[:80]!r} is not a spiffe://{spiffe.TRUST_DOMAIN}/... identity")
+    return values
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -157,6 +208,10 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     except ConfigError as error:
         raise ConfigError(f"{name}: {error}") from None
     return value
+
+
+def _optional_address(env: Mapping[str, str], name: str) -> str:
+    return _address(env, name, "") if env.get(name) else ""
 
 
 def _number(
