@@ -15,11 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from opsconductor.cli.arguments import add_state_dir
 from opsconductor.cli.output import add_output
 from opsconductor.gateway.admin import EnvoyAdmin
-from opsconductor.observability import golden
+from opsconductor.identity import operator
+from opsconductor.observability import golden, prometheus, scraped
 from opsconductor.stack import state
 from services.common.names import POOLS
 
@@ -54,10 +56,10 @@ def _stack(args: argparse.Namespace) -> state.StackState | None:
         raise StatError(str(error)) from None
 
 
-def _replicas(stack: state.StackState | None) -> list[golden.Replica]:
+def _replicas(stack: state.StackState | None, state_dir: Path) -> list[golden.Replica]:
     if stack is None:
         return []
-    return [golden.Replica(r.name, r.pool, r.automation, f"http://{r.automation_metrics}/metrics",
+    return [golden.Replica(r.name, r.pool, r.automation, operator.metrics_url(state_dir, r.automation_metrics),
                            r.component("automation")) for r in stack.replicas]
 
 
@@ -82,7 +84,10 @@ def _source(args: argparse.Namespace, stack: state.StackState | None,
         return golden.NoFigures("no Prometheus (--prometheus URL) and no stack whose /metrics to read"), []
     fell_back = url and args.source == "auto"
     notes = [f"Prometheus at {url} is not answering: reading each process's /metrics"] if fell_back else []
-    return golden.MetricsSource(replicas), notes
+    # With mTLS the pages answer only known scrapers: read them as the operator.
+    context = operator.ssl_context(args.state_dir)
+    return golden.MetricsSource(replicas, take=lambda targets: scraped.take(
+        targets, read=lambda url: prometheus.scrape(url, context=context))), notes
 
 
 def show(args: argparse.Namespace) -> int:
@@ -94,7 +99,7 @@ def show(args: argparse.Namespace) -> int:
         stack = _stack(args)
         admin_url = args.admin or (stack.endpoint(state.ENVOY_ADMIN) if stack else "")
         admin = EnvoyAdmin(admin_url, timeout=3.0) if admin_url else None
-        replicas = _replicas(stack)
+        replicas = _replicas(stack, args.state_dir)
         source, notes = _source(args, stack, replicas)
     except (StatError, ValueError) as error:
         print(f"opsconductor {args.command}: {error}", file=sys.stderr)
