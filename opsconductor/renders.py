@@ -11,8 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opsconductor.cli import exits
-from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml
+from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml, sds_configmap_yaml, sds_files
+from opsconductor.identity.certmanager import identity_yaml
+from opsconductor.identity.network import network_policies_yaml
+from opsconductor.observability.dashboards import DASHBOARDS
 from opsconductor.observability.prometheus_config import render_compose
+from opsconductor.observability.view import VIEW_QUERIES_PATH, view_queries_ts
 from opsconductor.stack import ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +26,13 @@ RENDERS: dict[str, Callable[[], str]] = {
     **{f"envoy/envoy.{variant}.yaml": (lambda variant=variant: envoy_yaml(variant)) for variant in VARIANTS},
     "deploy/k8s/base/envoy-config.yaml": lambda: configmap_yaml("k8s"),
     "deploy/k8s/production/envoy-config.yaml": lambda: configmap_yaml("production"),
+    **{f"envoy/sds/{name}": (lambda name=name: sds_files()[name]) for name in sds_files()},
+    "deploy/k8s/base/envoy-sds.yaml": sds_configmap_yaml,
+    "deploy/k8s/base/identity.yaml": identity_yaml,
+    "deploy/k8s/base/network-policies.yaml": network_policies_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,
+    **DASHBOARDS,
+    VIEW_QUERIES_PATH: view_queries_ts,
 }
 
 

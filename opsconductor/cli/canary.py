@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from opsconductor.cli import exits
+from opsconductor.cli import exits, stat
 from opsconductor.cli.arguments import add_state_dir, state_dir
 from opsconductor.cli.operation import ChangeFailed, describe_mesh, interrupted_change, run_change
 from opsconductor.cli.output import add_output, emit
@@ -20,7 +20,6 @@ from opsconductor.release import rollout
 from opsconductor.release.analysis import CanaryCriteria
 from opsconductor.stack import control, state
 from opsconductor.stack.weights import set_canary_share
-from services.common.names import POOLS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,31 +33,9 @@ def run(args: argparse.Namespace) -> int:
         return exits.UNREACHABLE
 
 
-def _admin(args: argparse.Namespace) -> EnvoyAdmin:
-    if args.admin:
-        return EnvoyAdmin(args.admin)
-    stack_state = state.StackState.read(state_dir(args))
-    if stack_state is None:
-        raise ChangeFailed(str(state.NoStack(state_dir(args))), exits.NO_STACK)
-    return EnvoyAdmin(stack_state.endpoint(state.ENVOY_ADMIN))
-
-
 def _status(args: argparse.Namespace) -> int:
-    admin = _admin(args)
-    weights, health, calls = admin.weights(), admin.pool_health(), admin.pool_calls()
-    data = {pool: {"weight": getattr(weights, pool), "healthy_hosts": health[pool].healthy if pool in health else None,
-                   "hosts": health[pool].total if pool in health else None, "calls": calls[pool].total,
-                   "grpc_errors": calls[pool].errors} for pool in POOLS}
-
-    def table() -> str:
-        lines = [f"{'pool':8} {'weight':>7} {'healthy hosts':>14} {'calls':>9} {'gRPC errors':>12}"]
-        for pool, row in data.items():
-            hosts = f"{row['healthy_hosts']}/{row['hosts']}" if row["hosts"] is not None else "?"
-            lines.append(f"{pool:8} {row['weight']:>6}% {hosts:>14} {row['calls']:>9} {row['grpc_errors']:>12}")
-        return "\n".join(lines)
-
-    emit(args, {"pools": data}, table)
-    return exits.OK
+    """`stat` under the name canary users know: one implementation, two entry points."""
+    return stat.show(args)
 
 
 def _weights_text(result: dict) -> str:
@@ -133,8 +110,20 @@ def _rollout(args: argparse.Namespace) -> int:
     actions = rollout.Actions(set_weight=lambda weight: run_change(args, "set-weights", {"canary": weight},
                                                                    echo=lambda line: None),
                               promote=promote, rollback=lambda: run_change(args, "rollback", {}, echo=echo))
-    promoted, done = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
-                                     echo=echo)
+    # The mesh view shows the rollout from this record, kept in the state directory.
+    directory, started, seen = state_dir(args), time.time(), []
+
+    def observe(steps: list[rollout.Step], outcome: str | None = None) -> None:
+        seen[:] = steps
+        state.write_rollout(directory, rollout.record(policy, steps, started, outcome))
+
+    try:
+        promoted, done = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
+                                         echo=echo, observe=observe)
+    except BaseException:
+        observe(seen, "interrupted")
+        raise
+    observe(done, "promoted" if promoted else "rolled back")
     outcome = "PROMOTED" if promoted else "FAILED: rolled back to stable"
     emit(args, {"promoted": promoted, "steps": [rollout.step_data(step) for step in done]},
          lambda: rollout.report(done, outcome))
@@ -165,8 +154,10 @@ def add_parsers(commands) -> None:
     canary.set_defaults(func=run, interrupted=interrupted)
     actions = canary.add_subparsers(dest="canary_command", required=True, metavar="ACTION")
     for name, function, text, examples in (
-            ("status", _status, "weights, healthy hosts, calls and gRPC errors per pool",
-             [("opsconductor canary status", ""), ("opsconductor canary status -o json", "")]),
+            ("status", _status, "per pool: weight, healthy hosts, request rate, success rate, p50/p95/p99",
+             [("opsconductor canary status", "over the last minute"),
+              ("opsconductor canary status --window 5m -o json", ""),
+              ("opsconductor canary status --watch", "redraws every 2 s until Ctrl-C")]),
             ("set", _set, "send PERCENT of calls to the canary (a whole number 0-100)",
              [("opsconductor canary set 25", "a quarter of the calls to the canary")]),
             ("rollback", _rollback, "send every call to the stable pool at once",
@@ -183,7 +174,10 @@ def add_parsers(commands) -> None:
         action = command(actions, name, help=text, examples=examples)
         action.set_defaults(action=function)
         add_state_dir(action)
-        add_output(action)
+        if name == "status":
+            stat.add_stat_arguments(action, with_state_dir=False)  # -o among them
+        else:
+            add_output(action)
         if name in ("status", "set", "rollback"):
             action.add_argument("--admin", metavar="URL", help="Envoy admin URL, for a gateway not started by `up`")
         else:

@@ -9,13 +9,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from opsconductor.cli import bench, canary, exits, frontend_check, gate, services, smoke, status, up
+from opsconductor.cli import bench, canary, certs, exits, frontend_check, gate, services, smoke, stat, status, up
 from opsconductor.cli.operation import describe_mesh
-from opsconductor.cli.parsing import Parser
+from opsconductor.cli.parsing import Parser, full_name
 from services.common.config import package_version
 
 # Each module adds its own subcommands, in the order `--help` lists them.
-COMMANDS = (services, up, status, canary, smoke, gate, frontend_check, bench)
+COMMANDS = (services, up, status, stat, canary, certs, smoke, gate, frontend_check, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +40,7 @@ def run(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         # A second Ctrl-C must not cut the closing line short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        name = " ".join(filter(None, (args.command, getattr(args, "canary_command", None))))
-        print(f"opsconductor {name}: {_interrupted(args)}", file=sys.stderr, flush=True)
+        print(f"opsconductor {full_name(args)}: {_interrupted(args)}", file=sys.stderr, flush=True)
         return exits.INTERRUPTED
 
 

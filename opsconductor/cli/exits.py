@@ -20,6 +20,10 @@ _CHANGE = {NO_STACK: "no stack is running", BUSY: "another change is in progress
            UNREACHABLE: "the supervisor did not answer", INTERRUPTED: "Ctrl-C: the supervisor finishes the change"}
 _CHECK = {INTERRUPTED: "Ctrl-C: nothing was changed"}
 
+_STAT = {OK: "shown (with --watch: until Ctrl-C)", USAGE: "bad flag value",
+         UNREACHABLE: "nothing could be read: neither the gateway nor a source of figures answered",
+         NO_STACK: "no stack is running (and no --admin given)", **_CHECK}
+
 EXIT_CODES: dict[str, dict[int, str]] = {
     "automation": {OK: "stopped by SIGTERM or SIGINT after its calls finished", FAILED: "could not start (port taken)",
                    USAGE: "bad configuration"},
@@ -33,8 +37,8 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                "crash-looping, or the weights cannot be read", USAGE: "bad flag value or unknown component",
                NO_STACK: "no stack is running", **_CHECK},
     "down": {OK: "stopped (or nothing was running)", USAGE: "bad flag value", **_CHECK},
-    "canary status": {OK: "shown", USAGE: "bad flag value", UNREACHABLE: "Envoy's admin did not answer",
-                      NO_STACK: "no stack is running", **_CHECK},
+    "stat": _STAT,
+    "canary status": _STAT,
     "canary set": {OK: "the new split is in force", FAILED: "the supervisor could not apply it (nothing changed)",
                    USAGE: "not a whole number from 0 to 100", **_CHANGE},
     "canary rollback": {OK: "every call goes to the stable pool", FAILED: "the supervisor could not apply it",
@@ -47,6 +51,11 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                        USAGE: "bad flag value", UNREACHABLE: "Prometheus or the supervisor did not answer",
                        NO_STACK: "no stack is running", BUSY: "another change is in progress",
                        INTERRUPTED: "Ctrl-C: rolled back to stable (or the supervisor finishes promote)"},
+    "certs show": {OK: "shown", FAILED: "no workload certificates in the state directory", USAGE: "bad flag value",
+                   **_CHECK},
+    "certs rotate": {OK: "every certificate renewed; the processes pick them up without a restart",
+                     FAILED: "the stack runs without certificates, or renewing failed", USAGE: "bad flag value",
+                     **_CHANGE},
     "smoke": {OK: "every check passed", FAILED: "a check failed (each FAIL line says what)",
               USAGE: "unknown environment or missing file", NO_STACK: "local: no stack is running", **_CHECK},
     "gate": {OK: "every interval met the SLOs", FAILED: "an SLO was violated", USAGE: "bad flag value or unknown "

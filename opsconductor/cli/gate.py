@@ -8,24 +8,16 @@ inconclusive, never a pass.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import asdict
 
 from opsconductor.cli import exits
 from opsconductor.cli.arguments import add_environment, load_environment
 from opsconductor.cli.output import add_output, emit
-from opsconductor.cli.parsing import command, minutes, ratio, seconds
+from opsconductor.cli.parsing import command, minutes, ratio, seconds, window
 from opsconductor.observability import prometheus
-from opsconductor.release import slo
-from opsconductor.release.analysis import Slo, millis, percent
+from opsconductor.release.analysis import MAX_ERROR_RATIO, MAX_P95_S, MAX_P99_S, Slo, millis, percent
 from opsconductor.release.gate import OUTCOMES, GatePlan, run_gate
-
-
-def _window(text: str) -> str:
-    if not re.fullmatch(r"[1-9][0-9]{0,5}(ms|s|m|h|d)", text):
-        raise argparse.ArgumentTypeError(f"must be a Prometheus duration such as 30s, 5m or 1h, not {text!r}")
-    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,9 +56,9 @@ def add_parsers(commands) -> None:
     add_environment(gate)
     gate.add_argument("minutes", nargs="?", type=minutes, default=5.0, help="how long to watch (default 5)")
     gate.add_argument("--interval", type=seconds, default=30.0, help="seconds between readings (default 30)")
-    gate.add_argument("--window", type=_window, help="rate window, e.g. 1m (default: twice the interval)")
-    gate.add_argument("--max-error-rate", type=ratio, default=slo.MAX_ERROR_RATIO, help="a fraction, default 0.01")
-    gate.add_argument("--max-p95", type=seconds, default=slo.MAX_P95_S, help="seconds, default 1")
-    gate.add_argument("--max-p99", type=seconds, default=slo.MAX_P99_S, help="seconds, default 2")
+    gate.add_argument("--window", type=window, help="rate window, e.g. 1m (default: twice the interval)")
+    gate.add_argument("--max-error-rate", type=ratio, default=MAX_ERROR_RATIO, help="a fraction, default 0.01")
+    gate.add_argument("--max-p95", type=seconds, default=MAX_P95_S, help="seconds, default 1")
+    gate.add_argument("--max-p99", type=seconds, default=MAX_P99_S, help="seconds, default 2")
     add_output(gate)
     gate.set_defaults(func=run)

@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from opsconductor.cli import exits
+from opsconductor.observability.golden import parse_window
 from opsconductor.stack.ports import HIGHEST_PORT, LOWEST_PORT
 
 _WHOLE = re.compile(r"[0-9]{1,6}")
+MAX_WINDOW_CHARS = 12  # "1h30m" fits many times over; a longer one is junk
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,6 +34,12 @@ def command(commands: argparse._SubParsersAction, name: str, *, help: str, examp
     epilog = "examples:\n" + "\n".join(lines) + "\n\n" + exits.epilog(exit_codes or full)
     return commands.add_parser(name, help=help, description=description or help, epilog=epilog,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def full_name(args: argparse.Namespace) -> str:
+    """"canary promote", "certs rotate", "status": a command with subcommands keeps the chosen
+    one in `<command>_command`."""
+    return " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
 
 
 def _whole(text: str, what: str) -> int:
@@ -85,6 +93,17 @@ def minutes(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of minutes, not {text!r}")
     return value
+
+
+def window(text: str) -> str:
+    """A Prometheus duration such as 30s, 5m or 1h30m, kept as text (the queries take it so)."""
+    try:
+        if len(text) > MAX_WINDOW_CHARS:
+            raise ValueError
+        parse_window(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a duration such as 30s, 5m or 1h, not {text[:40]!r}") from None
+    return text
 
 
 def ratio(text: str) -> float:

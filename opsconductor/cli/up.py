@@ -11,6 +11,7 @@ import sys
 from opsconductor.cli import exits
 from opsconductor.cli.arguments import add_state_dir, state_dir
 from opsconductor.cli.parsing import command, count, existing_dir, existing_file, non_negative_count, port, seconds
+from opsconductor.cli.tls_arguments import add_tls_arguments, tls_spec_from_args
 from opsconductor.gateway.settings import JwtSettings
 from opsconductor.stack import lifecycle
 from opsconductor.stack.components import RestartPolicy
@@ -65,6 +66,7 @@ def add_parsers(commands) -> None:
     up.add_argument("--jwt-audience", action="append", metavar="AUD",
                     help="an accepted audience (with --jwt-jwks; repeatable; default opsconductor-mesh)")
     up.add_argument("--rate-limit", type=count, metavar="PER_S", help="gateway rate limit, calls per second")
+    add_tls_arguments(up)
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.add_argument("--no-page", action="store_true", help="do not serve the Exec Sandbox page")
     up.add_argument("--quiet", action="store_true", help="do not stream the components' logs")
@@ -108,17 +110,18 @@ def spec_from_args(args: argparse.Namespace) -> StackSpec:
                          base_ports=base_ports,
                          restart=RestartPolicy(backoff_s=args.restart_backoff,
                                                max_backoff_s=max(30.0, args.restart_backoff),
-                                               crash_loop_limit=args.crash_loop_limit))
+                                               crash_loop_limit=args.crash_loop_limit),
+                         tls=tls_spec_from_args(args))
     except NotACheckout:
         raise
-    except ValueError as error:  # ports out of range or used twice
+    except ValueError as error:  # ports out of range or used twice, TLS flags that do not go together
         raise UsageError(str(error)) from None
 
 
 def run_up(args: argparse.Namespace) -> int:
     try:
         spec = spec_from_args(args)
-    except (UsageError, NotACheckout) as error:
+    except (UsageError, NotACheckout, ValueError) as error:
         print(f"opsconductor up: {error}", file=sys.stderr)
         return exits.USAGE
     spec.state_dir.mkdir(parents=True, exist_ok=True)

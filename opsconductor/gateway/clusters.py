@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opsconductor.gateway.tls import upstream_transport_socket
 from opsconductor.gateway.settings import ENDPOINT_METADATA, TYPE_PREFIX, EnvoySettings, Host, duration, socket_address
 from services.common.names import AUTOMATION_SERVICE
 
@@ -65,6 +66,7 @@ def _pool_cluster(s: EnvoySettings, pool: str, hosts: tuple[Host, ...]) -> dict[
         # down would still get its share. At 0 it gets none and the aggregate fails over.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "circuit_breakers": _circuit_breakers(s),
+        **upstream_transport_socket(s.mesh_tls, pool),
     }
 
 

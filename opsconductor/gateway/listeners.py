@@ -8,6 +8,7 @@ from typing import Any
 from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, RATE_LIMITED_HEADER,
                                           RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, JwtSettings,
                                           duration, socket_address)
+from opsconductor.gateway.tls import edge_transport_socket, stats_transport_socket
 from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 
 _AUTOMATION_PREFIX = f"/{AUTOMATION_SERVICE}/"
@@ -38,7 +39,8 @@ def gateway_listener(s: EnvoySettings) -> dict[str, Any]:
         "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(s)},
     }
     return _listener("gateway", s.listen_address, s.listen_port,
-                     _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")]))
+                     _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")]),
+                     edge_transport_socket(s.edge_tls))
 
 
 def stats_listener(s: EnvoySettings) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def stats_listener(s: EnvoySettings) -> dict[str, Any]:
     }
     router = _filter("router", "extensions.filters.http.router.v3.Router", {})
     return _listener("stats", s.stats_address, s.stats_port,
-                     _hcm("stats", virtual_host, [router]))
+                     _hcm("stats", virtual_host, [router]), stats_transport_socket(s.mesh_tls))
 
 
 def _hcm(stat_prefix: str, virtual_host: dict[str, Any], http_filters: list[dict[str, Any]],
@@ -85,14 +87,15 @@ def _hcm(stat_prefix: str, virtual_host: dict[str, Any], http_filters: list[dict
     }
 
 
-def _listener(name: str, address: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+def _listener(name: str, address: str, port: int, hcm: dict[str, Any],
+              tls: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "address": socket_address(address, port),
         # Without this a second Envoy on the same port starts fine and silently takes half
         # the connections; with it the clash fails at start.
         "enable_reuse_port": False,
-        "filter_chains": [{"filters": [hcm]}],
+        "filter_chains": [{"filters": [hcm], **tls}],
     }
 
 

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from opsconductor.gateway.tls import EdgeTls, MeshTls
 from opsconductor.stack.ports import LOCAL_PORTS, replica_ports
 
 # Route-level clusters are named after the pools; the runtime key of a pool's weight is
@@ -61,6 +62,9 @@ class EnvoySettings:
     rate_limit_per_s: int = 100_000
     access_log_path: str = "/dev/stdout"
     jwt: JwtSettings | None = field(default=None)
+    # mTLS to the pools and on the stats listener; TLS at the edge (opsconductor/gateway/tls.py).
+    mesh_tls: MeshTls | None = None
+    edge_tls: EdgeTls | None = None
 
     def __post_init__(self) -> None:
         for name in ("listen_address", "admin_address", "stats_address"):

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from opsconductor.identity.spec import TlsSpec
 from opsconductor.load import h2load
 from opsconductor.load.bench import Bench, start_stack
 from opsconductor.stack.spec import version_of
@@ -19,6 +20,9 @@ from opsconductor.stack.spec import version_of
 # feature -> variant label -> StackSpec overrides. The first variant is the baseline.
 FEATURES: dict[str, dict[str, dict[str, object]]] = {
     "telemetry": {"off": {"service_env": {"TELEMETRY": "off"}}, "on": {}},
+    # mTLS on every internal hop (Envoy → automation → pipeline, and the scrapes) against the
+    # same stack in plaintext; the gateway's edge is plaintext in both, as locally by default.
+    "mtls": {"off": {"tls": TlsSpec(mesh=False)}, "on": {}},
     # Another checkout's services (--baseline-source, e.g. a worktree of the last release)
     # against this one's: what a change costs. The gateway is this checkout's in both.
     "checkout": {"baseline": {}, "this checkout": {}},

@@ -1,6 +1,7 @@
 """What the supervisor changes on command, each as an operation: the canary's share, a
-rollback, promote, a pool restarted with other settings (`canary bypass`), and outage drills.
-Each either completes or puts the mesh back as it was, and says which in its progress."""
+rollback, promote, a pool restarted with other settings (`canary bypass`), every certificate
+renewed (`certs rotate`), and outage drills. Each either completes or puts the mesh back as it
+was, and says which in its progress."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def commands(stack: Stack) -> dict[str, Command]:
         "rollback": lambda args: _rollback(stack),
         "promote": lambda args: _promote(stack),
         "restart-pool": lambda args: _restart_pool(stack, _pool(args.get("pool")), _env(args.get("env", {}))),
+        "rotate-certificates": lambda args: _rotate_certificates(stack),
         "stop-components": lambda args: _stop(stack, _names(stack, args.get("components"))),
         "start-components": lambda args: _start(stack, _names(stack, args.get("components"))),
     }
@@ -139,6 +141,17 @@ def _replace(stack: Stack, replica: Replica, version: Version) -> None:
     stack.supervisor.replace(*stack.replica_specs(replica, version))
     replica.version = version
     stack.write_state()
+
+
+def _rotate_certificates(stack: Stack) -> tuple[str, Work]:
+    def work(say: Progress) -> dict:
+        if stack.identity is None:
+            raise RuntimeError("this stack runs without certificates")
+        renewed = stack.identity.rotate()
+        say(f"renewed {', '.join(renewed)}; picked up without a restart")
+        return {"renewed": renewed}
+
+    return "renew every certificate now", work
 
 
 def _stop(stack: Stack, names: list[str]) -> tuple[str, Work]:

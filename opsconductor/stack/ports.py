@@ -4,6 +4,7 @@ who holds a port that is taken."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 from collections.abc import Mapping
@@ -13,12 +14,16 @@ from services.common.names import POOLS
 
 # Replica i of a pool listens at base + i; 20 replicas per pool fit without collisions.
 MAX_REPLICAS = 20
-# The listeners of one replica, in the order a base-port block lays them out.
-REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics")
+# The listeners of one replica, in the order a base-port block lays them out. The health
+# ports serve grpc.health.v1 only, in plaintext, for probes that cannot do TLS.
+REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics", "automation_health",
+                      "pipeline_health")
 # The default table: each listener of a pool has its own base.
 REPLICA_BASES = {
-    "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210},
-    "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230},
+    "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210,
+               "automation_health": 9310, "pipeline_health": 9410},
+    "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230,
+               "automation_health": 9330, "pipeline_health": 9430},
 }
 LOWEST_PORT, HIGHEST_PORT = 1, 65535
 
@@ -42,6 +47,14 @@ PORT_LABELS = {
     "prometheus": "Prometheus",
     "envoy_admin": "Envoy admin (loopback only)",
     "envoy_stats": "Envoy Prometheus stats listener (`/stats/prometheus` only)",
+}
+
+# Inside a container or pod (compose, Kubernetes) every service listens on the standalone
+# defaults, plus its plaintext health-only port for probes that cannot do TLS.
+CONTAINER_PORTS = {
+    "automation": {"grpc": 3003, "metrics": 9091, "health": 9093},
+    "pipeline": {"grpc": 8001, "metrics": 9092, "health": 9094},
+    "gateway": {"gateway": 3000, "stats": 9902},
 }
 
 
@@ -95,14 +108,23 @@ def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel just handed out (bind to 0, then release)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
-def free_replica_ports() -> dict[str, int]:
-    """Free ports for one replica's listeners, instead of the table's."""
-    return {name: free_port() for name in REPLICA_PORT_NAMES}
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` different ports the kernel just handed out. They are all bound before any is
+    released: one bind-and-release after another may be handed the same port twice."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def free_replica_ports(replicas: int = 1) -> list[dict[str, int]]:
+    """Free ports for the listeners of `replicas` replicas, instead of the table's, all different."""
+    ports = iter(free_ports(replicas * len(REPLICA_PORT_NAMES)))
+    return [{name: next(ports) for name in REPLICA_PORT_NAMES} for _ in range(replicas)]
 
 
 def markdown_table() -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from opsconductor.identity.spec import TlsSpec
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.ports import Ports, check_layout, replica_ports
 
@@ -32,6 +34,14 @@ class Version:
         if (self.source / "services" / "__main__.py").exists():
             return [sys.executable, "-m", "services", service]
         return [sys.executable, "-m", "mesh.cli", service]
+
+    def listeners(self, ports: Mapping[str, int]) -> dict[str, int]:
+        """The replica listeners of `ports` this checkout's services open: releases before the
+        plaintext health-only ports (services/common/transport.py) open no *_health port, and
+        are read for readiness on their gRPC port instead."""
+        if (self.source / "services" / "common" / "transport.py").exists():
+            return dict(ports)
+        return {name: port for name, port in ports.items() if not name.endswith("_health")}
 
     def with_env(self, **env: str) -> Version:
         return replace(self, env={**self.env, **env})
@@ -67,6 +77,7 @@ class StackSpec:
     auto_service_ports: bool = False  # free ports for the services instead of the port table
     base_ports: dict[str, int] = field(default_factory=dict)  # pool -> its replicas' first port
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    tls: TlsSpec = TlsSpec()  # mTLS inside the mesh (on), TLS at the edge (off)
 
     def __post_init__(self) -> None:
         if not self.auto_service_ports:

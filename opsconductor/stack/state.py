@@ -1,5 +1,5 @@
 """What a running stack tells its commands: the one reader and writer of the state directory's
-files (stack.json, weights.json, operations.json, the control socket's path). Every command and
+files (stack.json, weights.json, operations.json, rollout.json, the control socket's path). Every command and
 test reads the stack through these types, keyed by stable names rather than the labels `up`
 prints."""
 
@@ -20,6 +20,7 @@ OPERATIONS_FILE = "operations.json"
 CONTROL_SOCKET = "control.sock"
 LOG_DIR = "logs"
 KEPT_OPERATIONS = 20
+ROLLOUT_FILE = "rollout.json"  # the canary rollout in progress (or the last one), for the mesh view
 
 # Endpoint keys, and how `up` shows each one.
 GATEWAY, ENVOY_ADMIN, ENVOY_STATS, PAGE, PROMETHEUS = "gateway", "envoy_admin", "envoy_stats", "page", "prometheus"
@@ -95,6 +96,12 @@ class ReplicaState:
     pipeline_metrics: str
     version: str
     source: str
+    automation_health: str = ""  # plaintext grpc.health.v1 only
+    pipeline_health: str = ""
+
+    def health(self, service: str) -> str:
+        """Where `service`'s health is read (its plaintext health port; its gRPC port before those existed)."""
+        return getattr(self, f"{service}_health") or getattr(self, service)
 
     def component(self, service: str) -> str:
         """The component key of this replica's automation or pipeline process."""
@@ -115,14 +122,12 @@ class StackState:
     supervisor_started: float = 0.0  # the supervisor's process start time (tells a reused pid apart)
     version: str = ""  # the operator tool's version
     started_at: float = 0.0  # epoch seconds when `up` started
+    tls: bool = False  # mTLS inside the mesh; the operator's identity is in the state directory
+    gateway_tls: bool = False  # the gateway's edge listener speaks TLS
 
     def endpoint(self, key: str) -> str:
         """The endpoint's address, or "" when the stack runs without it."""
         return self.endpoints.get(key, "")
-
-    def replica_of(self, component: str) -> ReplicaState | None:
-        """The replica a component key belongs to (None for envoy, page, prometheus)."""
-        return next((r for r in self.replicas if component.startswith(r.name + "-")), None)
 
     def labelled_endpoints(self) -> list[tuple[str, str]]:
         """(label, address) of every endpoint, as `up` prints them."""
@@ -191,6 +196,11 @@ def _known(cls: type, data: dict) -> dict:
     """The entries of `data` that are fields of `cls`: a newer or older file still reads."""
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in data.items() if key in names}
+
+
+def write_rollout(state_dir: Path, record: dict) -> None:
+    """What the mesh view shows of the rollout: its steps, the weight and verdicts so far."""
+    _write_json(state_dir / ROLLOUT_FILE, record)
 
 
 def _write_json(path: Path, data: object) -> None:

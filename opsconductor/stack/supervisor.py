@@ -22,6 +22,7 @@ import psutil
 from opsconductor.gateway import admin as envoy_admin
 from opsconductor.gateway.config import EnvoySettings, render, to_yaml
 from opsconductor.gateway.variants import local_settings
+from opsconductor.identity import stack as identity
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
 from opsconductor.stack import state
@@ -75,15 +76,21 @@ class Replica:
     def pipeline_metrics(self) -> str:
         return f"127.0.0.1:{self.ports['pipeline_metrics']}"
 
+    def health(self, service: str) -> str:
+        """`service`'s plaintext health-only listener ("" when its version opens none)."""
+        port = self.version.listeners(self.ports).get(f"{service}_health")
+        return f"127.0.0.1:{port}" if port else ""
+
 
 class Stack:
     def __init__(self, spec: StackSpec, echo: Callable[[str], None] = _LOGGER.info) -> None:
         self.spec = spec
         self.echo = echo
         self.logs = spec.state_dir / state.LOG_DIR
-        self.replicas = [
-            Replica(pool, i, free_replica_ports() if spec.auto_service_ports else spec.replica_ports(pool, i),
-                    spec.version(pool)) for pool in ("stable", "canary") for i in range(spec.replicas(pool))]
+        layout = [(pool, i) for pool in ("stable", "canary") for i in range(spec.replicas(pool))]
+        auto = free_replica_ports(len(layout)) if spec.auto_service_ports else None
+        self.replicas = [Replica(pool, i, auto[n] if auto else spec.replica_ports(pool, i), spec.version(pool))
+                         for n, (pool, i) in enumerate(layout)]
         self.endpoints: dict[str, str] = {}
         self.supervisor = Supervisor(self.logs, on_change=self.write_state)
         self.operations = Operations(spec.state_dir)
@@ -92,22 +99,27 @@ class Stack:
         self.started_at = time.time()
         self._state_lock = threading.Lock()
         self._writing = False  # no state file before start, none after stop
+        self.identity: identity.MeshIdentity | None = None  # the mesh's certificates, once issued
+        self.tls = identity.effective_tls(spec.tls, (spec.stable.source, spec.canary.source), echo)
 
     # --- the components ------------------------------------------------------------------------
 
     def replica_specs(self, replica: Replica, version: Version) -> list[ComponentSpec]:
         """The pipeline and the automation of a replica running `version`, in start order."""
+        listeners = version.listeners(replica.ports)
         processes = service_processes(
-            replica.name, pool=replica.pool, ports=replica.ports, command=version.command,
+            replica.name, pool=replica.pool, ports=listeners, command=version.command,
             env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
                  "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
-            pipeline_env={"INSTANCE_NAME": replica.component("pipeline")},
-            automation_env={"INSTANCE_NAME": replica.component("automation")})
+            pipeline_env={"INSTANCE_NAME": replica.component("pipeline"),
+                          **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
+            automation_env={"INSTANCE_NAME": replica.component("automation"),
+                            **identity.service_env(self.identity, self.tls, replica.pool, "automation")})
         shown = version.version or package_version()
         specs = []
         for service, (argv, env) in processes.items():
             # "automation" → grpc, "automation_metrics" → metrics, and so on for every listener.
-            ports = {name.removeprefix(service).lstrip("_") or "grpc": port for name, port in replica.ports.items()
+            ports = {name.removeprefix(service).lstrip("_") or "grpc": port for name, port in listeners.items()
                      if name == service or name.startswith(f"{service}_")}
             health = f"127.0.0.1:{ports.get('health', ports['grpc'])}"
             # The automation's own liveness: its readiness waits for the pipeline, and a pipeline
@@ -128,7 +140,8 @@ class Stack:
             stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway,
             admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
-            access_log_path=str(self.logs / "envoy-access.log"), **overrides, **self.spec.envoy_overrides)
+            access_log_path=str(self.logs / "envoy-access.log"), **overrides,
+            **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
 
     def envoy_spec(self) -> ComponentSpec:
         config = self.spec.state_dir / "envoy.yaml"
@@ -153,11 +166,21 @@ class Stack:
 
     def page_spec(self) -> ComponentSpec:
         port = self.spec.ports.page
+        # The mesh view reads Prometheus (started after the page, on a port known now) and the
+        # state file a running rollout keeps.
+        prometheus = f"http://127.0.0.1:{self.spec.ports.prometheus}" if self.prometheus_binary() else ""
         return ComponentSpec(
             name="page", kind="page", restart=self.spec.restart, cwd=ROOT, ports={"http": port},
             argv=(sys.executable, "-m", "services", "page", "--directory", str(ROOT / "web_client" / "dist"),
-                  "--addr", f"127.0.0.1:{port}", "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}"),
+                  "--addr", f"127.0.0.1:{port}", "--gateway-url", self.gateway_url(),
+                  "--prometheus-url", prometheus,
+                  "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE)),
             ready=http_ready(f"http://127.0.0.1:{port}/healthz"), version=package_version())
+
+    def gateway_url(self) -> str:
+        """The gateway as a browser calls it (https when the edge speaks TLS)."""
+        scheme = "https" if self.tls.edge else "http"
+        return f"{scheme}://127.0.0.1:{self.spec.ports.gateway}"
 
     def prometheus_binary(self) -> str | None:
         return shutil.which("prometheus") if self.spec.with_prometheus else None
@@ -170,7 +193,8 @@ class Stack:
                 targets.append(ScrapeTarget(service, replica.pool, replica.component(service),
                                             f"127.0.0.1:{replica.ports[service + '_metrics']}"))
         prometheus_config.write_config(config, targets, scrape_interval=self.spec.scrape_interval_s,
-                                       rule_files=(str(RULE_FILES),))
+                                       rule_files=(str(RULE_FILES),),
+                                       tls=identity.prometheus_tls(self.identity, self.tls))
         port, binary = self.spec.ports.prometheus, self.prometheus_binary()
         return ComponentSpec(
             name="prometheus", kind="prometheus", restart=self.spec.restart, ports={"http": port},
@@ -198,6 +222,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self._writing = True
         try:
+            self.identity = identity.start_identity(self.spec.state_dir, self.tls)
             for replica in self.replicas:
                 for component in self.replica_specs(replica, replica.version):
                     self.supervisor.start(component)
@@ -234,7 +259,8 @@ class Stack:
         ports = self.spec.ports
         self.endpoints[state.GATEWAY] = f"127.0.0.1:{ports.gateway}"
         self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{ports.envoy_admin}"
-        self.endpoints[state.ENVOY_STATS] = f"http://127.0.0.1:{ports.envoy_stats}/stats/prometheus"
+        scheme = "https" if self.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
+        self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{ports.envoy_stats}/stats/prometheus"
         saved = state.read_weights(self.spec.state_dir)
         if saved is not None:
             self.echo(f"envoy: started with the saved weights stable {saved.stable} / canary {saved.canary}")
@@ -249,6 +275,8 @@ class Stack:
         """Stops every component, newest first; a running operation is recorded as cut short."""
         self.operations.close("the stack stopped while it ran")
         self.supervisor.stop_all()
+        if self.identity is not None:
+            self.identity.stop()
         self._writing = False
 
     def pid_of(self, name: str) -> int:
@@ -303,8 +331,10 @@ class Stack:
             replicas=[state.ReplicaState(
                 name=r.name, pool=r.pool, automation=r.automation_target, pipeline=r.pipeline_target,
                 automation_metrics=r.automation_metrics, pipeline_metrics=r.pipeline_metrics,
+                automation_health=r.health("automation"), pipeline_health=r.health("pipeline"),
                 version=r.version.version, source=str(r.version.source)) for r in self.replicas],
-            control_socket=str(self.spec.state_dir / state.CONTROL_SOCKET), ready=self.ready)
+            control_socket=str(self.spec.state_dir / state.CONTROL_SOCKET), ready=self.ready,
+            tls=self.tls.mesh, gateway_tls=self.tls.edge)
 
 
 def _distribution_version(name: str) -> str:

@@ -1,5 +1,5 @@
 """The automation service's call metrics: ai_requests_total, ai_request_duration_seconds
-(with the trace id as exemplar) and ai_request_errors_total."""
+and ai_request_errors_total (both with the call's trace id as exemplar)."""
 
 from __future__ import annotations
 
@@ -42,4 +42,5 @@ class ExecuteMetrics:
         self._requests.labels(label, code).inc()
         self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id})
         if reason is not None:
-            self._errors.labels(label, reason).inc()
+            # The trace id on the error too, so a failure's reason leads to that call's trace.
+            self._errors.labels(label, reason).inc(exemplar={"trace_id": trace_id})

@@ -18,9 +18,11 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics
 
 from services.common import logs
+from services.common.certificates import CertificateError
 from services.common.config import CommonConfig, ConfigError
 from services.common.decoding import RequestDecoding
-from services.common.metrics import ServerMetrics, build_info, serve_metrics
+from services.common.metrics import ServerMetrics, build_info
+from services.common.transport import Transport
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class ServiceSpec:
     common: CommonConfig
     grpc_addr: str
     metrics_addr: str
+    health_addr: str = ""  # a plaintext port serving grpc.health.v1 only ("" = none)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Runtime:
     health: HealthServicer
     registry: CollectorRegistry
     spec: ServiceSpec
+    transport: Transport
 
     async def set_ready(self, ready: bool) -> None:
         await self.health.set(self.spec.grpc_service, SERVING if ready else NOT_SERVING)
@@ -131,7 +135,7 @@ def run(spec: ServiceSpec, setup: Setup) -> int:
     uvloop.install()
     try:
         return asyncio.run(_serve(spec, setup))
-    except OSError as error:
+    except (OSError, CertificateError) as error:
         _LOGGER.error("cannot start: %s", error)
         return 1
 
@@ -145,6 +149,8 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
+    transport = Transport(spec.common.tls, registry)
+    interceptors.extend(transport.interceptors())  # inside the metrics: refusals are counted
     # Inside the metrics interceptor, so an undecodable request is counted as INVALID_ARGUMENT.
     interceptors.append(RequestDecoding())
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
@@ -154,22 +160,24 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         (spec.grpc_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    runtime = Runtime(server, health, registry, spec)
+    runtime = Runtime(server, health, registry, spec, transport)
     await runtime.set_ready(False)
     release = await setup(runtime)
 
     try:
-        grpc_port = server.add_insecure_port(spec.grpc_addr)
+        grpc_port = transport.add_grpc_port(server, spec.grpc_addr)
     except RuntimeError as error:
         raise OSError(f"cannot listen on {spec.grpc_addr} for gRPC (is the port taken?): {error}") from None
     try:
-        metrics_port = serve_metrics(spec.metrics_addr, registry)
+        metrics_port = transport.serve_metrics(spec.metrics_addr, registry)
     except OSError as error:
         raise OSError(f"cannot listen on {spec.metrics_addr} for metrics: {error.strerror}") from None
     await server.start()
+    health_port = await transport.start(health, spec.health_addr, SERVER_OPTIONS)
     _LOGGER.info(
         "serving",
-        extra={"grpc_port": grpc_port, "metrics_port": metrics_port, "pool": spec.common.pool,
+        extra={"grpc_port": grpc_port, "metrics_port": metrics_port, "health_port": health_port,
+               "tls": spec.common.tls is not None, "pool": spec.common.pool,
                "instance": spec.common.instance, "version": spec.common.version},
     )
 
@@ -183,6 +191,7 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     _LOGGER.info("shutting down", extra={"grace_s": spec.common.shutdown_grace_s})
     await health.enter_graceful_shutdown()
     await server.stop(spec.common.shutdown_grace_s)
+    await transport.stop()
     await release()
     _LOGGER.info("stopped")
     return 0

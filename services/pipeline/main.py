@@ -27,7 +27,8 @@ HOST_PLATFORM = "darwin" if sys.platform == "darwin" else "linux"
 def run(config: PipelineConfig) -> int:
     spec = server.ServiceSpec(
         name="pipeline", grpc_service=PIPELINE_SERVICE, methods=PIPELINE_METHODS,
-        common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr)
+        common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr,
+        health_addr=config.health_addr)
 
     async def setup(runtime: server.Runtime) -> Callable[[], Awaitable[None]]:
         selector = KeywordSelector(CATALOGUE, config.cache_size, config.cache_ttl_s)

@@ -67,7 +67,8 @@ def test_rollout_rolls_back_a_canary_that_fails_every_fourth_call(bad_canary):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED: rolled back to stable" in result.stdout and "error rate" in result.stdout
     assert "PROMOTED" not in result.stdout
-    assert "stable      100%" in bad_canary.cli("canary", "status").stdout
+    status = json.loads(bad_canary.cli("canary", "status", "-o", "json").stdout)
+    assert {row["name"]: row["weight"] for row in status["rows"]} == {"stable": 100, "canary": 0}
 
 
 def test_gate_fails_fast_on_a_failing_deployment(bad_canary):
@@ -97,7 +98,8 @@ def interruptible(argv: list[str], env: dict | None = None) -> subprocess.Popen:
 
 
 def canary_weight(stack) -> int:
-    return json.loads(stack.cli("canary", "status", "-o", "json").stdout)["pools"]["canary"]["weight"]
+    rows = json.loads(stack.cli("canary", "status", "-o", "json").stdout)["rows"]
+    return next(row["weight"] for row in rows if row["name"] == "canary")
 
 
 def test_ctrl_c_in_the_gate_ends_with_one_line_and_130(mesh_stack):

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from opsconductor.automation.v1 import automation_pb2
+from opsconductor.stack.ports import REPLICA_PORT_NAMES
 from tests.support.calls import automation_stub
 from tests.support.procs import wait_for
 from tests.support.stack import free_block, start_stack, stack_ports, stop_stack, up_argv
@@ -37,16 +38,18 @@ def test_up_refuses_a_taken_port_naming_it_and_its_holder(tmp_path):
 
 
 def test_each_pools_replicas_listen_from_its_base_port(tmp_path):
-    base = free_block(12)  # stable: 2 replicas × 4 ports, canary: 1 × 4
+    per_replica = len(REPLICA_PORT_NAMES)  # gRPC, metrics and health of both services
+    base = free_block(3 * per_replica)  # stable: 2 replicas, canary: 1
+    canary = base + 2 * per_replica
     stack = start_stack(tmp_path, "--no-prometheus", "--no-page", "--stable-replicas", "2",
-                        "--stable-base-port", str(base), "--canary-base-port", str(base + 8))
+                        "--stable-base-port", str(base), "--canary-base-port", str(canary))
     try:
         ports = {c["name"]: c["ports"] for c in json.loads(stack.cli("status", "-o", "json").stdout)["components"]}
-        assert ports["stable-1-automation"] == {"grpc": base, "metrics": base + 2}
-        assert ports["stable-2-pipeline"] == {"grpc": base + 5, "metrics": base + 7}
-        assert ports["canary-1-automation"] == {"grpc": base + 8, "metrics": base + 9}
+        assert ports["stable-1-automation"] == {"grpc": base, "metrics": base + 2, "health": base + 8}
+        assert ports["stable-2-pipeline"] == {"grpc": base + 5, "metrics": base + 7, "health": base + 11}
+        assert ports["canary-1-automation"] == {"grpc": canary, "metrics": canary + 1, "health": canary + 4}
         assert sorted(p for name, used in ports.items() if name.startswith(("stable", "canary"))
-                      for p in used.values()) == list(range(base, base + 12))
+                      for p in used.values()) == list(range(base, base + 3 * per_replica))
         assert pools(stack.gateway, 20)["stable"] > 0
     finally:
         stop_stack(stack)
@@ -92,7 +95,8 @@ def test_invalid_canary_share_is_rejected_and_weights_stay(stack, bad):
     result = stack.cli("canary", "set", bad)
     assert result.returncode == 2 and "whole number from 0 to 100" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "stable       70%" in stack.cli("canary", "status").stdout
+    status = json.loads(stack.cli("canary", "status", "-o", "json").stdout)
+    assert {row["name"]: row["weight"] for row in status["rows"]} == {"stable": 70, "canary": 30}
 
 
 def test_promote_under_load_fails_no_call(stack):

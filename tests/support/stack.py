@@ -7,10 +7,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
+from opsconductor.automation.v1 import automation_pb2_grpc
+from opsconductor.identity import operator
 from opsconductor.stack import control
-from opsconductor.stack.ports import PortTaken, check_free, free_port
+from opsconductor.stack.ports import PortTaken, check_free, free_ports
 from opsconductor.stack.processes import BIN
-from opsconductor.stack.state import StackState, load
+from opsconductor.stack.state import ReplicaState, StackState, load
 
 
 @dataclass
@@ -42,6 +46,14 @@ class RunningStack:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    def service_channel(self, replica: ReplicaState, service: str) -> grpc.Channel:
+        """A direct channel to one service of the stack, as the operator (mTLS under `up`)."""
+        return operator.channel(self.state_dir, getattr(replica, service), replica.pool, service)
+
+    def automation_stub(self, replica: ReplicaState) -> tuple[grpc.Channel, automation_pb2_grpc.AutomationServiceStub]:
+        channel = self.service_channel(replica, "automation")
+        return channel, automation_pb2_grpc.AutomationServiceStub(channel)
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs `opsconductor ARGS --state-dir …`."""
@@ -79,7 +91,8 @@ def free_block(count: int) -> int:
 
 
 def stack_ports() -> dict[str, int]:
-    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")}
+    names = ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")
+    return dict(zip(names, free_ports(len(names)), strict=True))
 
 
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:

@@ -106,6 +106,15 @@ BAD_VALUES = [
     (["bench", "--baseline-source", "/nonexistent"], "--baseline-source"),
     # no such environment
     (["smoke", "nowhere"], "unknown environment"),
+    # the golden metrics' window and pace, the certificates' lifetime and files
+    (["stat", "--window", "soon"], "--window"),
+    (["stat", "--window", "0s"], "--window"),
+    (["canary", "status", "--window", "-5m"], "--window"),
+    (["stat", "--interval", "-1"], "--interval"),
+    (["up", "--cert-lifetime", "2"], "--cert-lifetime"),
+    (["up", "--cert-lifetime", "-60"], "--cert-lifetime"),
+    (["up", "--tls", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "--tls-cert"),
+    (["certs", "show", "-o", "xml"], "--output"),
 ]
 
 
@@ -124,6 +133,7 @@ def test_a_bad_flag_value_gets_one_line_and_exit_code_2(argv, named, capsys, tmp
 def test_commands_that_need_a_stack_say_there_is_none(capsys, tmp_path):
     for argv, code in ((["status"], exits.NO_STACK), (["canary", "status"], exits.NO_STACK),
                        (["canary", "promote"], exits.NO_STACK), (["smoke"], exits.NO_STACK),
+                       (["stat"], exits.NO_STACK), (["certs", "rotate"], exits.NO_STACK),
                        (["gate", "local", "0.1"], exits.NO_STACK), (["down"], exits.OK)):
         got, out, err = run([*argv, "--state-dir", str(tmp_path)], capsys)
         assert got == code, (argv, out, err)

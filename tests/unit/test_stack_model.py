@@ -12,31 +12,53 @@ from opsconductor.stack import ports, state
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.operations import Busy, Operations
 from opsconductor.stack.processes import wait_for
-from opsconductor.stack.spec import StackSpec
+from opsconductor.stack.spec import ROOT, StackSpec, Version
 
 
 def test_the_default_port_table_is_unchanged():
     assert ports.replica_ports("stable", 0) == {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010,
-                                                "pipeline_metrics": 9210}
+                                                "pipeline_metrics": 9210, "automation_health": 9310,
+                                                "pipeline_health": 9410}
     assert ports.replica_ports("canary", 2)["pipeline"] == 8032
 
 
 @pytest.mark.parametrize(("base", "replicas"), [(20000, 1), (20000, 3), (41000, 20)])
 def test_a_base_port_gives_the_pool_a_contiguous_block(base, replicas):
     taken = sorted(port for i in range(replicas) for port in ports.replica_ports("canary", i, base, replicas).values())
-    assert taken == list(range(base, base + 4 * replicas))
-    assert ports.replica_ports("canary", 0, base, replicas)["automation"] == base
+    listeners = len(ports.REPLICA_PORT_NAMES)
+    assert taken == list(range(base, base + listeners * replicas))
+    first = ports.replica_ports("canary", 0, base, replicas)
+    assert first["automation"] == base and first["pipeline_health"] == base + (listeners - 1) * replicas
 
 
 def test_a_spec_refuses_ports_out_of_range_or_used_twice(tmp_path):
-    StackSpec(state_dir=tmp_path, base_ports={"stable": 20000, "canary": 20004}, stable_replicas=1)
-    with pytest.raises(ValueError, match="port 20004 would be both"):
-        StackSpec(state_dir=tmp_path, base_ports={"stable": 20000, "canary": 20004}, stable_replicas=2)
+    after_one = 20000 + len(ports.REPLICA_PORT_NAMES)  # right after one stable replica's block
+    StackSpec(state_dir=tmp_path, base_ports={"stable": 20000, "canary": after_one}, stable_replicas=1)
+    with pytest.raises(ValueError, match=f"port {after_one} would be both"):
+        StackSpec(state_dir=tmp_path, base_ports={"stable": 20000, "canary": after_one}, stable_replicas=2)
     with pytest.raises(ValueError, match="outside 1-65535"):
         StackSpec(state_dir=tmp_path, base_ports={"canary": 65534})
     with pytest.raises(ValueError, match="both the gateway"):
         StackSpec(state_dir=tmp_path, ports=ports.Ports(gateway=3010))
     StackSpec(state_dir=tmp_path, ports=ports.Ports(gateway=3010), auto_service_ports=True)  # free ports: no clash
+
+
+def test_a_release_before_the_health_ports_is_read_on_its_grpc_port(tmp_path):
+    every = ports.replica_ports("canary", 0)
+    assert Version(ROOT, "").listeners(every) == every  # this checkout opens them all
+    (tmp_path / "services" / "common").mkdir(parents=True)  # an older checkout: no transport.py
+    older = Version(tmp_path, "0.2.0").listeners(every)
+    assert set(older) == {"automation", "automation_metrics", "pipeline", "pipeline_metrics"}
+    assert older["pipeline"] == every["pipeline"]
+
+
+def test_free_ports_of_a_stack_are_all_different():
+    # One bind-and-release after another may be handed the same port: a replica's metrics and
+    # health listeners once got one port between them.
+    blocks = ports.free_replica_ports(5)
+    taken = [port for block in blocks for port in block.values()]
+    assert len(taken) == 5 * len(ports.REPLICA_PORT_NAMES) == len(set(taken))
+    assert all(set(block) == set(ports.REPLICA_PORT_NAMES) for block in blocks)
 
 
 def test_the_port_table_names_every_flag():
