@@ -17,18 +17,15 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics
 
-from services.common import logs
+from services.common import admission, logs
 from services.common.config import CommonConfig, ConfigError
-from services.common.decoding import RequestDecoding
+from services.common.decoding import RequestDecoding, UnaryFraming
 from services.common.metrics import ServerMetrics, build_info, serve_metrics
 
 _LOGGER = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-# A clash on the gRPC port must fail loudly, never share the port with another process.
-SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
 
 
 @dataclass(frozen=True)
@@ -115,14 +112,16 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     disable_created_metrics()  # *_created series double the scrape size and no query here uses them
     registry = REGISTRY
     build_info(registry, spec.common.pool, spec.name, spec.common.version)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    # UnaryFraming first: it changes how grpc serves each unary method, which the metrics must not see.
+    interceptors: list[grpc.aio.ServerInterceptor] = [UnaryFraming()]
     if spec.common.telemetry:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
-    # Inside the metrics interceptor, so an undecodable request is counted as INVALID_ARGUMENT.
-    interceptors.append(RequestDecoding())
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    # Inside the metrics interceptor, so refused streams and malformed requests are counted.
+    interceptors += [admission.StreamAdmission(spec.common.max_open_streams), RequestDecoding()]
+    server = grpc.aio.server(interceptors=interceptors, options=admission.server_options(spec.common),
+                             maximum_concurrent_rpcs=spec.common.max_concurrent_rpcs)
     health = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
