@@ -122,7 +122,9 @@ class Stack:
             self.logs, replica.name, pool=replica.pool, ports=replica.ports, command=version.command,
             cwd=version.source, env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
                                      "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
-            pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline"},
+            # Every port of the stack, so the tools never reach the gateway, admin, metrics or Prometheus.
+            pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline",
+                          "MESH_PORTS": ",".join(map(str, sorted(set(self.required_ports().values()))))},
             automation_env={"INSTANCE_NAME": f"{replica.name}-automation"})
         for child, start in ((pair.pipeline, pair.start_pipeline), (pair.automation, pair.start_automation)):
             with self._lock:
