@@ -11,6 +11,7 @@ undecodable message."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -29,7 +30,7 @@ class _Marker:
 
 
 _UNDECODABLE = _Marker("is not a valid protobuf message")
-_EMPTY = _Marker("has no message")
+_EMPTY = _Marker("has no complete message")
 
 
 class UnaryFraming(WrappingInterceptor):
@@ -80,9 +81,15 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     async def refuse(marker: _Marker, context: grpc.aio.ServicerContext) -> None:
         trace_id = tracing.from_metadata(context.invocation_metadata() or ()) or tracing.new_trace_id()
         _LOGGER.info("malformed request", extra={"method": method, "problem": marker.problem, "trace_id": trace_id})
-        await status.abort(context, status.rich_status(
-            grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} {marker.problem}",
-            "VALIDATION_ERROR", trace_id))
+        try:
+            await status.abort(context, status.rich_status(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} {marker.problem}",
+                "VALIDATION_ERROR", trace_id))
+        except grpc.aio.InternalError:
+            # grpc itself already ended the call over a frame it could not read (one flagged
+            # compressed with no encoding, say): it answered INTERNAL for us. The call ends here
+            # as cancelled, without the ERROR and traceback grpc would log for it.
+            raise asyncio.CancelledError from None
 
     if handler.unary_unary:
         behavior = handler.unary_unary

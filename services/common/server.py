@@ -74,7 +74,10 @@ class _HealthServicer(HealthServicer):
             watching.cancel()
             stopping.cancel()
         if self._stopping.is_set():
-            await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+            try:
+                await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+            except grpc.aio.InternalError:
+                pass  # the watcher is gone already (its call was cancelled at the end of the grace)
 
 
 # A service's setup registers its servicers and returns a coroutine that releases what it
@@ -158,5 +161,16 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     await health.enter_graceful_shutdown()
     await server.stop(spec.common.shutdown_grace_s)
     await release()
+    await _let_cancelled_calls_finish()
     _LOGGER.info("stopped")
     return 0
+
+
+async def _let_cancelled_calls_finish(timeout_s: float = 2.0) -> None:
+    """Calls still running when the grace ran out have been cancelled, and finish their own
+    cancellation a moment later. Left to asyncio.run's final cancel instead, grpc reports each
+    of them as an ERROR with a traceback, printed again on lines of its own that are not JSON."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)
