@@ -18,8 +18,14 @@ from services.pipeline.allowlist import IPAddress
 # up on still ends by itself soon after, so slots are never held for long.
 _ARES_TIMEOUT_S = 1.0
 _ARES_TRIES = 2
-_NOT_FOUND = {aiodns.error.ARES_ENOTFOUND, aiodns.error.ARES_ENODATA, aiodns.error.ARES_ENONAME,
-              aiodns.error.ARES_EBADNAME}
+_REASONS = {
+    **dict.fromkeys((aiodns.error.ARES_ENOTFOUND, aiodns.error.ARES_ENODATA, aiodns.error.ARES_ENONAME,
+                     aiodns.error.ARES_EBADNAME), "name not found"),
+    aiodns.error.ARES_ETIMEOUT: "no answer from DNS (the DNS server did not reply)",
+    aiodns.error.ARES_ECONNREFUSED: "no answer from DNS (the DNS server is unreachable)",
+    aiodns.error.ARES_ESERVFAIL: "the DNS server failed to answer",
+    aiodns.error.ARES_EREFUSED: "the DNS server refused to answer",
+}
 
 
 class LookupFailed(Exception):
@@ -52,7 +58,7 @@ class Resolver:
             raise LookupFailed(f"no answer from DNS within {timeout_s:.3g} s") from None
         except aiodns.error.DNSError as error:
             code = error.args[0] if error.args else None
-            raise LookupFailed("name not found" if code in _NOT_FOUND else "DNS lookup failed") from None
+            raise LookupFailed(_REASONS.get(code, "DNS lookup failed")) from None
         addresses: dict[IPAddress, None] = {}
         for node in result.nodes:
             try:
