@@ -222,3 +222,15 @@ def test_made_up_platforms_share_one_label_value():
     metrics = PipelineMetrics(registry, [tool.name for tool in CATALOGUE], ["darwin", "linux"])
     assert [metrics.platform_label(p) for p in ("linux", "darwin", "windows", "zz_top")] == ["linux", "darwin",
                                                                                          "other", "other"]
+
+
+def test_a_pipeline_refuses_its_own_ports_and_every_mesh_port_it_is_told():
+    from services.common.config import ConfigError, pipeline_config
+
+    config = pipeline_config({"PIPELINE_GRPC_ADDR": "127.0.0.1:8123", "PIPELINE_METRICS_ADDR": "127.0.0.1:9123",
+                              "MESH_PORTS": "3000, 9901,9902"})
+    assert config.mesh_ports == (3000, 8123, 9123, 9901, 9902)
+    assert pipeline_config({}).mesh_ports == (8001, 9092)
+    for bad in ("80,x", "0", "65536", "²", "-1"):
+        with pytest.raises(ConfigError, match="MESH_PORTS"):
+            pipeline_config({"MESH_PORTS": bad})
