@@ -34,5 +34,6 @@ def check_execute(input_text: str, tool: str, platform: str, arguments: Mapping[
         if not TOOL_NAME.fullmatch(name):
             raise ValidationError(f"argument name {quoted(name)} is malformed", field="arguments")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_ARGUMENT_BYTES:
-            raise ValidationError(f"argument {name} is over {MAX_ARGUMENT_BYTES} bytes", field="arguments")
+            raise ValidationError(f"argument {name} is over {MAX_ARGUMENT_BYTES} bytes", field="arguments",
+                                  argument=name)
 
