@@ -72,6 +72,7 @@ def test_a_thousand_made_up_labels_mint_no_series(mesh, figure):
     for name in before:
         assert after[name][0] == before[name][0], (name, before[name], after[name])
         assert after[name][1] < before[name][1] * 1.05, (name, before[name], after[name])  # sample values grow only
-    figure("metrics.pipeline_series_after_1000_made_up_calls", after["pipeline"][0], f"(before {before['pipeline'][0]})")
+    figure("metrics.pipeline_series_after_1000_made_up_calls", after["pipeline"][0],
+           f"(before {before['pipeline'][0]})")
     figure("metrics.pipeline_page_bytes_after_1000_made_up_calls", after["pipeline"][1],
            f"(before {before['pipeline'][1]})")
