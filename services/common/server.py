@@ -55,7 +55,8 @@ class Runtime:
 
 class _HealthServicer(HealthServicer):
     """Standard health, except that Watch streams end once shutdown begins (after telling the
-    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open."""
+    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open; and
+    a Watch ends cleanly just before its deadline."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,11 +69,16 @@ class _HealthServicer(HealthServicer):
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
         watching = asyncio.ensure_future(super().Watch(request, context))
         stopping = asyncio.ensure_future(self._stopping.wait())
+        # A Watch with a deadline (the gateway's route bound, say) ends with OK a moment before
+        # it, so the watcher reads a clean end and watches again, never a reset stream.
+        remaining = context.time_remaining()
+        bound = asyncio.ensure_future(asyncio.sleep(
+            max(0.0, remaining - min(0.5, remaining / 10)) if remaining is not None else 10**9))
         try:
-            await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((watching, stopping, bound), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watching.cancel()
-            stopping.cancel()
+            for waiter in (watching, stopping, bound):
+                waiter.cancel()
         if self._stopping.is_set():
             try:
                 await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
