@@ -250,12 +250,12 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
         {"name": "not_grpc_method",
          "match": {"prefix": "/", "headers": [
              {"name": ":method", "string_match": {"exact": "POST"}, "invert_match": True}]},
-         "direct_response": {"status": 415}},
+         **_NOT_GRPC_REPLY},
         {"name": "not_grpc_content_type",
          "match": {"prefix": "/", "headers": [
              {"name": "content-type", "string_match": {"safe_regex": {"regex": _GRPC_CONTENT_TYPE}},
               "invert_match": True, "treat_missing_header_as_empty": True}]},
-         "direct_response": {"status": 415}},
+         **_NOT_GRPC_REPLY},
     ]
     # A tester's pin wins over the weights: it goes straight to the pool cluster, with no
     # failover, so a pinned call really ran on the pool it names (or fails saying so).
@@ -284,6 +284,20 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
             "route": _route_action(s, {"cluster": "stable"}, failover=True),
         })
     return routes
+
+
+# Envoy answers a request whose content type is application/grpc (with "+..." or ";...") in
+# gRPC's own form: HTTP 200 with the 415 turned into grpc-status UNKNOWN. These headers make
+# that INVALID_ARGUMENT with a message saying what is wrong; other requests get a plain 415.
+_NOT_GRPC_REPLY: dict[str, Any] = {
+    "direct_response": {"status": 415},
+    "response_headers_to_add": [
+        {"header": {"key": "grpc-status", "value": "3"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        {"header": {"key": "grpc-message", "value": "not a gRPC call: the gateway takes POST with content type "
+                    "application/grpc or application/grpc-web(-text), +proto or none, with no parameters"},
+         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+    ],
+}
 
 
 def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool) -> dict[str, Any]:

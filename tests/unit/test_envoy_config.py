@@ -133,6 +133,9 @@ def test_what_is_not_grpc_is_refused_with_415_before_any_other_route():
     method_route, type_route = routes(render(EnvoySettings()))[:2]
     for route in (method_route, type_route):
         assert route["name"].startswith("not_grpc") and route["direct_response"] == {"status": 415}
+        # Envoy answers application/grpc requests in gRPC's form: INVALID_ARGUMENT, not UNKNOWN.
+        added = {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
+        assert added["grpc-status"] == "3" and "POST" in added["grpc-message"]
     (method,) = method_route["match"]["headers"]
     assert method["name"] == ":method" and method["string_match"] == {"exact": "POST"} and method["invert_match"]
     (content_type,) = type_route["match"]["headers"]
