@@ -12,8 +12,8 @@ from services.common.numbers import strict_int
 from services.pipeline.tools.base import Argument, Tool, ToolContext
 
 MAX_DELAY_MS = 60_000
-# The first run of ASCII digits in the input (a longer run than a delay can have is refused).
-_NUMBER = re.compile(r"[0-9]+", re.ASCII)
+# The first number in the input, ASCII digits with their sign (then refused as out of range).
+_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
 async def _delay(input_text: str, arguments: Mapping[str, object], _context: ToolContext) -> str:

@@ -46,10 +46,10 @@ class Target:
 
 def parse_url(text: str) -> Target:
     """An http:// or https:// URL of visible ASCII with no userinfo; the port in plain digits."""
+    shown = quoted(text.split("?", 1)[0])  # a query string may hold a secret: never echoed
     match = _URL.fullmatch(text) if _VISIBLE_ASCII.fullmatch(text) else None
     if match is None:
-        raise ValidationError(f"{quoted(text)} is not an http:// or https:// URL (visible ASCII only)",
-                              field="input")
+        raise ValidationError(f"{shown} is not an http:// or https:// URL (visible ASCII only)", field="input")
     scheme, authority, path = match.group(1).lower(), match.group(2), match.group(3) or "/"
     if "@" in authority:
         raise ValidationError("URLs with a user name or password are refused", field="input")
@@ -58,10 +58,10 @@ def parse_url(text: str) -> Target:
         host_text, _, port_text = authority.rpartition(":")
         parsed_port = strict_port(port_text)
         if parsed_port is None:
-            raise ValidationError(f"{quoted(text)}: the port must be 1-65535 in plain digits", field="input")
+            raise ValidationError(f"{shown}: the port must be 1-65535 in plain digits", field="input")
         port = parsed_port
     if not host_text:
-        raise ValidationError(f"{quoted(text)} has no host", field="input")
+        raise ValidationError(f"{shown} has no host", field="input")
     host = parse_host(host_text)
     if not path.startswith("/"):
         path = "/" + path
