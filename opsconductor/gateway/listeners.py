@@ -327,13 +327,14 @@ def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool) -> d
                 "update_frequency": 1,
             },
         }
-    # A caller's grpc-timeout shortens the route timeout (never lengthens it). Once
-    # max_stream_duration is set Envoy ignores the route `timeout` for gRPC calls, so a call
-    # without grpc-timeout would have no bound at all: an upstream that never answers (a
-    # request frame cut short is one) held it through every per-try timeout and retry. This
-    # bounds the whole call, retries included, streams too.
-    stream_limit = {"grpc_timeout_header_max": duration(s.route_timeout_s),
-                    "max_stream_duration": duration(s.route_timeout_s)}
+    # Once max_stream_duration is set Envoy ignores the route `timeout` for gRPC calls, so a
+    # call would have no bound at all: an upstream that never answers held it through every
+    # per-try timeout and retry. This bounds the whole call, retries included, streams too.
+    # A caller's shorter grpc-timeout goes upstream as it is, and the service ends the call at
+    # that deadline (DEADLINE_EXCEEDED, for gRPC-Web too). Envoy does not time it itself
+    # (grpc_timeout_header_max): its own reply would race the service's, and over gRPC-Web
+    # it reads HTTP 504, UNAVAILABLE, which clients take for "the service is down".
+    stream_limit = {"max_stream_duration": duration(s.route_timeout_s)}
     return {
         **target,
         "timeout": duration(s.route_timeout_s),
