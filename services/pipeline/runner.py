@@ -57,8 +57,8 @@ class ToolRunner:
         """Checks the arguments, then runs the tool within the call's `time_left_s`; raises
         MeshError subclasses (OverloadedError when the tool waits and its lane is full)."""
         parsed = plan.tool.parse_arguments(arguments)
+        if not plan.tool.waits:  # the quick tools need neither a place nor the call's deadline
+            return await plan.tool.run(text, parsed, self._context)
         context = self._context if time_left_s is None else replace(self._context, time_left_s=time_left_s)
-        if not plan.tool.waits:
-            return await plan.tool.run(text, parsed, context)
         with self.waiting.place():
             return await plan.tool.run(text, parsed, context)
