@@ -24,6 +24,7 @@ from services.common.config import DEFAULT_MAX_OPEN_STREAMS, DEFAULT_TOOL_MAX_WA
 from services.common.metrics_http import IDLE_TIMEOUT_S, MAX_CONNECTIONS
 from services.common.names import AUTOMATION_SERVICE
 from tests.support.calls import automation_stub, error_info
+from tests.support.procs import wait_for
 from tests.support.tokens import SigningKey, mint, write_jwks
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,12 @@ def test_one_caller_holds_a_bounded_number_of_slow_calls_and_the_next_is_refused
             future = stub.Execute.future(SLOW, timeout=30, metadata=(PIN,))
             future.add_done_callback(lambda f, i=index: done(i, f))
             futures.append(future)
-        time.sleep(0.5)  # the slow calls are in: the ones admitted are held, the rest answered
+        # The ones admitted are held; every other one is answered, at once.
+        wait_for(lambda: len(finished) >= HELD_CALLS - DEFAULT_TOOL_MAX_WAITING, 2, "the excess to be refused")
+        begin = time.monotonic()
+        with pytest.raises(grpc.RpcError) as next_one:
+            stub.Execute(SLOW, timeout=30, metadata=(PIN,))
+        next_ms = (time.monotonic() - begin) * 1000
         fast_ms = []
         while time.monotonic() - started < HOLD_MS / 1000 - 0.5:
             begin = time.monotonic()
@@ -70,10 +76,12 @@ def test_one_caller_holds_a_bounded_number_of_slow_calls_and_the_next_is_refused
     refused = [seconds for code, seconds in finished.values() if code == "RESOURCE_EXHAUSTED"]
     assert held == DEFAULT_TOOL_MAX_WAITING and len(refused) == HELD_CALLS - held, sorted(set(codes))
     assert max(refused) < 1.5, max(refused)  # at once, not after the held calls ended
+    assert next_one.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and next_ms < 200, next_ms
     p99 = statistics.quantiles(fast_ms, n=100)[98]
     assert len(fast_ms) > 50 and p99 < 50, (len(fast_ms), p99)
     figure("admission.slow_calls_one_caller_holds", held, f"of {HELD_CALLS} sent on one connection")
-    figure("admission.refused_answered_within", max(refused), "s (RESOURCE_EXHAUSTED, OVERLOADED)")
+    figure("admission.refused_answered_within", max(refused), "s of sending 300 (RESOURCE_EXHAUSTED, OVERLOADED)")
+    figure("admission.next_slow_call_refused_after", next_ms, "ms")
     figure("admission.fast_call_p99_while_held", p99, "ms")
 
 
