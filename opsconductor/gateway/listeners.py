@@ -245,14 +245,21 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
     # another method than POST (GET, PUT, ...), or a POST of another content type (a form, JSON,
     # plain text, grpc-web+json, a type with parameters). Forwarded, the gRPC server resets the
     # stream, Envoy retries the reset on every host in turn and finally answers 503 as if the
-    # service were down. (CORS preflights never get here: the CORS filter answers them.)
+    # service were down. A CORS preflight (OPTIONS with Access-Control-Request-Method) goes on
+    # to the method routes, where the CORS filter answers it from the virtual host's policy.
     routes: list[dict[str, Any]] = [
         {"name": "not_grpc_method",
          "match": {"prefix": "/", "headers": [
-             {"name": ":method", "string_match": {"exact": "POST"}, "invert_match": True}]},
+             {"name": ":method", "string_match": {"safe_regex": {"regex": "POST|OPTIONS"}}, "invert_match": True}]},
+         **_NOT_GRPC_REPLY},
+        {"name": "not_grpc_options",
+         "match": {"prefix": "/", "headers": [
+             {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+             {"name": "access-control-request-method", "present_match": False}]},
          **_NOT_GRPC_REPLY},
         {"name": "not_grpc_content_type",
          "match": {"prefix": "/", "headers": [
+             {"name": ":method", "string_match": {"exact": "POST"}},
              {"name": "content-type", "string_match": {"safe_regex": {"regex": _GRPC_CONTENT_TYPE}},
               "invert_match": True, "treat_missing_header_as_empty": True}]},
          **_NOT_GRPC_REPLY},

@@ -130,15 +130,21 @@ def test_only_known_methods_are_routed():
 
 
 def test_what_is_not_grpc_is_refused_with_415_before_any_other_route():
-    method_route, type_route = routes(render(EnvoySettings()))[:2]
-    for route in (method_route, type_route):
+    method_route, options_route, type_route = routes(render(EnvoySettings()))[:3]
+    for route in (method_route, options_route, type_route):
         assert route["name"].startswith("not_grpc") and route["direct_response"] == {"status": 415}
         # Envoy answers application/grpc requests in gRPC's form: INVALID_ARGUMENT, not UNKNOWN.
         added = {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
         assert added["grpc-status"] == "3" and "POST" in added["grpc-message"]
     (method,) = method_route["match"]["headers"]
-    assert method["name"] == ":method" and method["string_match"] == {"exact": "POST"} and method["invert_match"]
-    (content_type,) = type_route["match"]["headers"]
+    assert method["name"] == ":method" and method["invert_match"]
+    assert method["string_match"] == {"safe_regex": {"regex": "POST|OPTIONS"}}
+    # An OPTIONS that is no CORS preflight is refused too; a preflight goes on to the CORS filter.
+    assert options_route["match"]["headers"] == [
+        {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+        {"name": "access-control-request-method", "present_match": False}]
+    post, content_type = type_route["match"]["headers"]
+    assert post == {"name": ":method", "string_match": {"exact": "POST"}}
     assert content_type["invert_match"] is True and content_type["treat_missing_header_as_empty"] is True
     regex = content_type["string_match"]["safe_regex"]["regex"]  # Envoy matches the whole value
     for spoken in ("application/grpc", "application/grpc+proto", "application/grpc-web",
