@@ -82,6 +82,12 @@ def endless(connection: socket.socket) -> None:
         connection.sendall(chunk)
 
 
+def huge_headers(connection: socket.socket) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\n")
+    for index in range(2048):  # 2 MiB of headers
+        connection.sendall(b"X-Big-%d: %s\r\n" % (index, b"h" * 1000))
+
+
 @pytest.fixture
 def server(request):
     generator = serve(request.param)
@@ -124,6 +130,13 @@ def test_an_endless_body_is_read_up_to_one_mebibyte(mesh, server):
     report, seconds = through_gateway(mesh, f"http://127.0.0.1:{server}/", timeout_ms="5000")
     assert report["bytes"] == 1 << 20 and report["truncated"] is True, report
     assert seconds < 5
+
+
+@pytest.mark.parametrize("server", [huge_headers], indirect=True)
+def test_megabytes_of_headers_are_refused(mesh, server):
+    report, seconds = through_gateway(mesh, f"http://127.0.0.1:{server}/", timeout_ms="5000")
+    assert report["ok"] is False and "status" not in report, report
+    assert seconds < 2
 
 
 @pytest.mark.parametrize("server", [bomb], indirect=True)

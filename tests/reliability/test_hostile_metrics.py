@@ -76,3 +76,18 @@ def test_a_thousand_made_up_labels_mint_no_series(mesh, figure):
            f"(before {before['pipeline'][0]})")
     figure("metrics.pipeline_page_bytes_after_1000_made_up_calls", after["pipeline"][1],
            f"(before {before['pipeline'][1]})")
+
+
+def test_made_up_method_names_mint_no_series(mesh):
+    pair = mesh.stable[0]
+    before = {address: series(address)[0] for address in (pair.pipeline_metrics, pair.automation_metrics)}
+    for target, service in ((mesh.gateway.target, "opsconductor.automation.v1.AutomationService"),
+                            (pair.automation_target, "opsconductor.automation.v1.AutomationService"),
+                            (pair.pipeline_target, "opsconductor.pipeline.v1.PipelineService")):
+        with grpc.insecure_channel(target) as channel:
+            for index in range(20):
+                method = channel.unary_unary(f"/{service}/Made{index}Up")
+                with pytest.raises(grpc.RpcError) as refused:
+                    method(b"", timeout=5, metadata=(PIN,))
+                assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert {address: series(address)[0] for address in before} == before

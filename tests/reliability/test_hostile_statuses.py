@@ -184,3 +184,14 @@ def test_grpc_web_bad_input_gets_the_same_caller_side_status(mesh):
     reply = grpcweb.call("127.0.0.1", mesh.gateway.settings.listen_port, AUTOMATION_EXECUTE,
                          message.SerializeToString(), {CANARY[0]: CANARY[1]})
     assert (reply.http_status, reply.grpc_status) == (200, grpc.StatusCode.INVALID_ARGUMENT.value[0]), reply
+
+
+def test_a_compression_bomb_at_the_grpc_layer_is_resource_exhausted(mesh):
+    options = [("grpc.max_send_message_length", -1)]
+    bomb = automation_pb2.ExecuteRequest(input="0" * (16 * 1024 * 1024), tool="echo")
+    with grpc.insecure_channel(mesh.gateway.target, options=options, compression=grpc.Compression.Gzip) as channel:
+        execute = channel.unary_unary(AUTOMATION_EXECUTE,
+                                      request_serializer=automation_pb2.ExecuteRequest.SerializeToString)
+        with pytest.raises(grpc.RpcError) as refused:
+            execute(bomb, timeout=10, metadata=(CANARY,))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value.details()
