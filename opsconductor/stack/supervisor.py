@@ -111,7 +111,9 @@ class Stack:
             replica.name, pool=replica.pool, ports=listeners, command=version.command,
             env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
                  "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
+            # Every port of the stack, so the tools never reach the gateway, admin, metrics or Prometheus.
             pipeline_env={"INSTANCE_NAME": replica.component("pipeline"),
+                          "MESH_PORTS": ",".join(map(str, sorted(set(self.required_ports().values())))),
                           **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
             automation_env={"INSTANCE_NAME": replica.component("automation"),
                             **identity.service_env(self.identity, self.tls, replica.pool, "automation")})

@@ -31,7 +31,12 @@ class ExecuteMetrics:
         for name in names:
             if name not in self._known_tools:
                 self._known_tools.add(name)
-                self._requests.labels(name, "OK")
+                # Every series a call of this tool can touch exists from now on, so no call
+                # changes how many series there are.
+                for code in PRECREATED_CODES:
+                    self._requests.labels(name, code)
+                for reason in ERROR_REASONS:
+                    self._errors.labels(name, reason)
                 self._duration.labels(name)
 
     def tool_label(self, name: str) -> str:

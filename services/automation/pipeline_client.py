@@ -140,11 +140,17 @@ def _translate(error: grpc.aio.AioRpcError, timeout_s: float) -> UpstreamError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return UpstreamError("TIMEOUT", f"the pipeline did not answer within {timeout_s:.3g} s")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return UpstreamError("BAD_GATEWAY", f"the pipeline is unavailable: {error.details()}")
+        # grpc's details name the pipeline's address ("ipv4:127.0.0.1:8010: Failed to connect"):
+        # logged here, never shown to public callers.
+        _LOGGER.info("pipeline unavailable", extra={"code": code.name, "details": error.details()})
+        return UpstreamError("BAD_GATEWAY", "the pipeline is unavailable; retry shortly")
     info = status.error_info(error)
     if (info is not None and info.domain == status.DOMAIN
             and status.STATUS_BY_REASON.get(info.reason) == code):
         metadata = {key: value for key, value in info.metadata.items() if key != "trace_id"}
         return UpstreamError(info.reason, error.details() or "", **metadata)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # grpc's own limit (calls in flight, metadata size) answered before any servicer ran.
+        return UpstreamError("OVERLOADED", "the pipeline is at its limit of calls in flight; retry later")
     _LOGGER.error("unexpected pipeline error", extra={"code": code.name, "details": error.details()})
     return UpstreamError("INTERNAL_ERROR", "the pipeline failed unexpectedly")

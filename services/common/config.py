@@ -14,8 +14,15 @@ from importlib import metadata
 
 from services.common import spiffe
 from services.common.names import POOLS
+from services.common.numbers import strict_port
 
 DEFAULT_ALLOWLIST = "127.0.0.0/8,::1,localhost"
+# Sized for a 2-core machine (docs/SECURITY.md, "Admission"): far above what the services
+# serve at their peak (~2,500 calls/s of a few ms each is tens in flight), low enough that one
+# caller holding calls open cannot take the whole process.
+DEFAULT_MAX_CONCURRENT_RPCS = 512
+DEFAULT_MAX_OPEN_STREAMS = 32
+DEFAULT_TOOL_MAX_WAITING = 128
 
 
 class ConfigError(ValueError):
@@ -41,6 +48,8 @@ class CommonConfig:
     no_color: bool  # NO_COLOR set to anything: readable logs without colour (no-color.org)
     shutdown_grace_s: float  # SHUTDOWN_GRACE_S: how long in-flight calls may finish on SIGTERM
     telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
+    max_concurrent_rpcs: int  # MAX_CONCURRENT_RPCS: calls served at once; the excess is refused
+    max_open_streams: int  # MAX_OPEN_STREAMS: health Watch and reflection streams open at once
     tls: TlsConfig | None = None  # TLS_*: mTLS on every port but the health port; None = plaintext
 
 
@@ -92,6 +101,9 @@ class PipelineConfig:
     health_addr: str  # PIPELINE_HEALTH_ADDR: plaintext grpc.health.v1 only, for probes ("" = none)
     bypass_llm: bool  # FEATURE_BYPASS_LLM: "ping"/echo runs echo directly, skipping selection
     allowlist: tuple[str, ...]  # TOOL_ALLOWLIST: CIDRs, host names and *.suffix names
+    # MESH_PORTS (plus this process's own two): ports the tools never reach on any address
+    mesh_ports: tuple[int, ...]
+    tool_max_waiting: int  # TOOL_MAX_WAITING: runs of tools that wait (delay, network) at once
     cache_size: int  # SELECTOR_CACHE_SIZE
     cache_ttl_s: float  # SELECTOR_CACHE_TTL_S
     faults: FaultConfig
@@ -129,13 +141,19 @@ def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
 
 def pipeline_config(env: Mapping[str, str] = os.environ) -> PipelineConfig:
     grpc_addr = _address(env, "PIPELINE_GRPC_ADDR", "127.0.0.1:8001")
+    metrics_addr = _address(env, "PIPELINE_METRICS_ADDR", "127.0.0.1:9092")
+    # A process always knows its own ports; MESH_PORTS adds the rest of the mesh's.
+    own_ports = {split_address(grpc_addr)[1], split_address(metrics_addr)[1]} - {0}
     return PipelineConfig(
         common=_common(env, "pipeline", grpc_addr),
         grpc_addr=grpc_addr,
-        metrics_addr=_address(env, "PIPELINE_METRICS_ADDR", "127.0.0.1:9092"),
+        metrics_addr=metrics_addr,
         health_addr=_optional_address(env, "PIPELINE_HEALTH_ADDR"),
         bypass_llm=_flag(env, "FEATURE_BYPASS_LLM", False),
         allowlist=_allowlist(env.get("TOOL_ALLOWLIST", DEFAULT_ALLOWLIST)),
+        mesh_ports=tuple(sorted(own_ports | set(_ports(env, "MESH_PORTS")))),
+        tool_max_waiting=int(_number(env, "TOOL_MAX_WAITING", DEFAULT_TOOL_MAX_WAITING, low=1, high=100_000,
+                                     integer=True)),
         cache_size=int(_number(env, "SELECTOR_CACHE_SIZE", 1024, low=1, high=1_000_000, integer=True)),
         cache_ttl_s=_number(env, "SELECTOR_CACHE_TTL_S", 300.0, low=0.001, high=86400),
         faults=FaultConfig(
@@ -162,6 +180,10 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
         no_color=bool(env.get("NO_COLOR")),
         shutdown_grace_s=_number(env, "SHUTDOWN_GRACE_S", 10.0, low=0, high=3600),
         telemetry=_flag(env, "TELEMETRY", True),
+        max_concurrent_rpcs=int(_number(env, "MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS, low=1,
+                                        high=100_000, integer=True)),
+        max_open_streams=int(_number(env, "MAX_OPEN_STREAMS", DEFAULT_MAX_OPEN_STREAMS, low=1, high=100_000,
+                                     integer=True)),
         tls=_tls(env, pool, service),
     )
 
@@ -208,9 +230,10 @@ def _identities(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> 
 def split_address(address: str) -> tuple[str, int]:
     """'host:port' or '[v6]:port' → (host, port)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    number = 0 if port == "0" else strict_port(port)  # 0: any free port
+    if not sep or not host or number is None:
         raise ConfigError(f"{address!r} is not host:port")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), number
 
 
 def _address(env: Mapping[str, str], name: str, default: str) -> str:
@@ -240,6 +263,17 @@ def _number(
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _ports(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    ports = []
+    for entry in env.get(name, "").split(","):
+        if entry.strip():
+            port = strict_port(entry.strip())
+            if port is None:
+                raise ConfigError(f"{name} must be a comma-separated list of ports 1-65535, not {entry.strip()!r}")
+            ports.append(port)
+    return tuple(ports)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

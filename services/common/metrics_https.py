@@ -4,7 +4,8 @@ prometheus_client's own HTTPS option (start_http_server with certfile and client
 loads the certificate once and checks only that a client's certificate is signed by the CA;
 this server takes a renewed certificate for the next connection and lets only the allowed
 identities (Prometheus, the operator) read. The handshake runs on the connection's own
-thread, so a client that stalls it holds up no other scrape.
+thread, so a client that stalls it holds up no other scrape; as over plaintext, a few
+connections are served at once and an idle one is cut off (metrics_http.BoundedConnections).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from services.common.certificates import CertificateWatcher, Material
 from services.common.config import split_address
+from services.common.metrics_http import BoundedConnections
 
 _LOGGER = logging.getLogger(__name__)
 _HANDSHAKE_TIMEOUT_S = 10.0
@@ -67,7 +69,7 @@ def _only(allowed: frozenset[str], app):
     return guarded
 
 
-class _Server(ThreadingWSGIServer):
+class _Server(BoundedConnections, ThreadingWSGIServer):
     context: ssl.SSLContext
 
     def finish_request(self, request: socket.socket, client_address) -> None:

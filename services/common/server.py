@@ -17,10 +17,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics
 
-from services.common import logs
+from services.common import admission, logs
 from services.common.certificates import CertificateError
 from services.common.config import CommonConfig, ConfigError
-from services.common.decoding import RequestDecoding
+from services.common.decoding import RequestDecoding, UnaryFraming
 from services.common.metrics import ServerMetrics, build_info
 from services.common.transport import Transport
 
@@ -28,9 +28,6 @@ _LOGGER = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-# A clash on the gRPC port must fail loudly, never share the port with another process.
-SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,8 @@ class Runtime:
 
 class _HealthServicer(HealthServicer):
     """Standard health, except that Watch streams end once shutdown begins (after telling the
-    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open."""
+    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open; and
+    a Watch ends cleanly just before its deadline."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,16 +74,24 @@ class _HealthServicer(HealthServicer):
         tracked = _WriteTracking(context)
         watching = asyncio.ensure_future(super().Watch(request, tracked))
         stopping = asyncio.ensure_future(self._stopping.wait())
+        # A Watch with a deadline (the gateway's route bound, say) ends with OK a moment before
+        # it, so the watcher reads a clean end and watches again, never a reset stream.
+        remaining = context.time_remaining()
+        bound = asyncio.ensure_future(asyncio.sleep(
+            max(0.0, remaining - min(0.5, remaining / 10)) if remaining is not None else 10**9))
         try:
-            await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((watching, stopping, bound), return_when=asyncio.FIRST_COMPLETED)
             # Cancelled in the middle of a write, the standard Watch leaves the call unable to
             # finish (the watcher then holds the whole grace period): let its write complete.
             await tracked.idle.wait()
         finally:
-            watching.cancel()
-            stopping.cancel()
+            for waiter in (watching, stopping, bound):
+                waiter.cancel()
         if self._stopping.is_set() and tracked.last_status != NOT_SERVING:
-            await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+            try:
+                await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+            except grpc.aio.InternalError:
+                pass  # the watcher is gone already (its call was cancelled at the end of the grace)
 
 
 class _WriteTracking:
@@ -144,16 +150,20 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     disable_created_metrics()  # *_created series double the scrape size and no query here uses them
     registry = REGISTRY
     build_info(registry, spec.common.pool, spec.name, spec.common.version)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    # UnaryFraming first: it changes how grpc serves each unary method, which the metrics must not see.
+    interceptors: list[grpc.aio.ServerInterceptor] = [UnaryFraming()]
     if spec.common.telemetry:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
     transport = Transport(spec.common.tls, registry)
-    interceptors.extend(transport.interceptors())  # inside the metrics: refusals are counted
-    # Inside the metrics interceptor, so an undecodable request is counted as INVALID_ARGUMENT.
-    interceptors.append(RequestDecoding())
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    # Inside the metrics interceptor, so calls refused for their caller's identity, refused
+    # streams and malformed requests are all counted.
+    interceptors += [*transport.interceptors(), admission.StreamAdmission(spec.common.max_open_streams),
+                     RequestDecoding()]
+    options = admission.server_options(spec.common)
+    server = grpc.aio.server(interceptors=interceptors, options=options,
+                             maximum_concurrent_rpcs=spec.common.max_concurrent_rpcs)
     health = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -173,7 +183,7 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     except OSError as error:
         raise OSError(f"cannot listen on {spec.metrics_addr} for metrics: {error.strerror}") from None
     await server.start()
-    health_port = await transport.start(health, spec.health_addr, SERVER_OPTIONS)
+    health_port = await transport.start(health, spec.health_addr, options)
     _LOGGER.info(
         "serving",
         extra={"grpc_port": grpc_port, "metrics_port": metrics_port, "health_port": health_port,
@@ -193,5 +203,16 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     await server.stop(spec.common.shutdown_grace_s)
     await transport.stop()
     await release()
+    await _let_cancelled_calls_finish()
     _LOGGER.info("stopped")
     return 0
+
+
+async def _let_cancelled_calls_finish(timeout_s: float = 2.0) -> None:
+    """Calls still running when the grace ran out have been cancelled, and finish their own
+    cancellation a moment later. Left to asyncio.run's final cancel instead, grpc reports each
+    of them as an ERROR with a traceback, printed again on lines of its own that are not JSON."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)

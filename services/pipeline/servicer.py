@@ -10,7 +10,7 @@ import grpc
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from services.common import status, tracing
-from services.common.errors import MeshError, UnknownToolError, ValidationError
+from services.common.errors import MeshError, OverloadedError, UnknownToolError, ValidationError
 from services.common.validation import check_execute
 from services.pipeline.faults import FaultInjector
 from services.pipeline.metrics import PipelineMetrics
@@ -42,9 +42,9 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
             check_execute(request.input, request.tool, request.platform, request.arguments)
             await self._faults.apply()
             plan = self._plan(request)
-            output = await self._runner.run(plan, request.input, request.arguments)
+            output = await self._runner.run(plan, request.input, request.arguments, context.time_remaining())
         except MeshError as error:
-            self._finished(plan, "error", start, error.reason)
+            self._finished(plan, "refused" if isinstance(error, OverloadedError) else "error", start, error.reason)
             await status.abort(context, status.status_for(error, trace_id))
         except asyncio.CancelledError:
             # The caller cancelled or its deadline passed: the tool has stopped with the call.
@@ -79,7 +79,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
             raise
         finally:
             if not request.tool:
-                platform = request.platform or self._runner.host_platform
+                # A closed set: any other platform a caller names is counted as "other".
+                platform = metrics.platform_label(request.platform or self._runner.host_platform)
                 metrics.searches.labels(platform).inc()
                 metrics.search_seconds.labels(platform).observe(time.perf_counter() - begin)
         if plan.selection is not None:
