@@ -185,3 +185,30 @@ def test_children_die_with_a_sigkilled_supervisor_and_not_with_the_thread_that_s
         for child in children if "children" in locals() else []:
             if child.is_running():
                 child.kill()
+
+
+# While a gRPC channel is busy connecting (a probe, a test's client), a child is started: gRPC's
+# own fork handlers, which can hang such a fork, must not run.
+FORK_WITH_GRPC = """
+import sys
+from opsconductor.stack import processes
+import grpc
+channel = grpc.insecure_channel(sys.argv[1])
+try:
+    grpc.channel_ready_future(channel).result(timeout=0.3)
+except grpc.FutureTimeoutError:
+    pass
+for _ in range(3):
+    processes.spawn([sys.executable, "-c", "pass"]).wait(10)
+print("spawned", flush=True)
+"""
+
+
+def test_starting_a_child_runs_no_grpc_fork_handler():
+    env = {name: value for name, value in os.environ.items() if name != "GRPC_ENABLE_FORK_SUPPORT"}
+    result = subprocess.run([sys.executable, "-c", FORK_WITH_GRPC, f"127.0.0.1:{free_port()}"], capture_output=True,
+                            text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+                            env={**env, "GRPC_TRACE": "fork", "GRPC_VERBOSITY": "debug"})
+    assert result.returncode == 0 and "spawned" in result.stdout, result.stderr
+    assert "gRPC Tracers: fork" in result.stderr  # the trace is on: a fork handler would say so
+    assert "fork_posix" not in result.stderr, result.stderr
