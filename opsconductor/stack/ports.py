@@ -49,11 +49,20 @@ def replica_ports(pool: str, index: int) -> dict[str, int]:
     return {name: base + index for name, base in REPLICA_BASES[pool].items()}
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out (bind to 0, then release)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port the kernel just handed out (bind to 0, then release), never one this process
+    handed out before: a stack or a test asks for many at once, and a released port that the
+    kernel offers again would go to two listeners."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def free_replica_ports() -> dict[str, int]:
