@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from opsconductor.load.loadgen import Measurement, Target, closed_loop
 from opsconductor.load.report import machine, targets
 from opsconductor.observability import prometheus
 from opsconductor.pipeline.v1 import pipeline_pb2
-from opsconductor.stack.ports import Ports, free_ports
+from opsconductor.stack.ports import Ports, free_port
 from opsconductor.stack.replica import service_pair
 from opsconductor.stack.spec import StackSpec
 from opsconductor.stack.supervisor import Stack
@@ -258,7 +258,8 @@ def _web_closed_loop(endpoint: Endpoint, concurrency: int, duration_s: float) ->
 
 def start_stack(state_dir: Path, **spec: object) -> Stack:
     """A mesh on free ports for measuring: no page, no Prometheus; `spec` overrides the rest."""
-    ports = Ports(*free_ports(len(fields(Ports))))
+    ports = Ports(gateway=free_port(), page=free_port(), prometheus=free_port(), envoy_admin=free_port(),
+                  envoy_stats=free_port())
     stack = Stack(StackSpec(**{"state_dir": state_dir, "ports": ports, "with_prometheus": False, "with_page": False,
                                "auto_service_ports": True, **spec}),
                   echo=lambda line: print(line, file=sys.stderr))

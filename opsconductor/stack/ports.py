@@ -4,7 +4,6 @@ who holds a port that is taken."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 from collections.abc import Mapping
@@ -106,25 +105,25 @@ def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> 
         uses[port] = use
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out (bind to 0, then release)."""
-    return free_ports(1, host)[0]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` different ports the kernel just handed out. They are all bound before any is
-    released: one bind-and-release after another may be handed the same port twice."""
-    with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
+    """A port the kernel just handed out (bind to 0, then release), never one this process
+    handed out before: a stack or a test asks for many at once, and a released port that the
+    kernel offers again would go to two listeners."""
+    while True:
+        with socket.socket() as sock:
             sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
-def free_replica_ports(replicas: int = 1) -> list[dict[str, int]]:
-    """Free ports for the listeners of `replicas` replicas, instead of the table's, all different."""
-    ports = iter(free_ports(replicas * len(REPLICA_PORT_NAMES)))
-    return [{name: next(ports) for name in REPLICA_PORT_NAMES} for _ in range(replicas)]
+def free_replica_ports() -> dict[str, int]:
+    """Free ports for one replica's listeners, instead of the table's."""
+    return {name: free_port() for name in REPLICA_PORT_NAMES}
 
 
 def markdown_table() -> str:

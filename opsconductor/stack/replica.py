@@ -101,7 +101,7 @@ def service_pair(log_dir: Path, name: str = "", *, pool: str = "stable", ports: 
                  env: Mapping[str, str] | None = None, pipeline_env: Mapping[str, str] | None = None,
                  automation_env: Mapping[str, str] | None = None) -> ServicePair:
     """A pair configured on `ports` (free ones by default), not started yet."""
-    ports = dict(ports or free_replica_ports()[0])
+    ports = dict(ports or free_replica_ports())
     prefix = f"{name}-" if name else ""
     processes = service_processes(name, pool=pool, ports=ports, command=command, env=env, pipeline_env=pipeline_env,
                                   automation_env=automation_env)

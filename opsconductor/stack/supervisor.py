@@ -87,10 +87,9 @@ class Stack:
         self.spec = spec
         self.echo = echo
         self.logs = spec.state_dir / state.LOG_DIR
-        layout = [(pool, i) for pool in ("stable", "canary") for i in range(spec.replicas(pool))]
-        auto = free_replica_ports(len(layout)) if spec.auto_service_ports else None
-        self.replicas = [Replica(pool, i, auto[n] if auto else spec.replica_ports(pool, i), spec.version(pool))
-                         for n, (pool, i) in enumerate(layout)]
+        self.replicas = [
+            Replica(pool, i, free_replica_ports() if spec.auto_service_ports else spec.replica_ports(pool, i),
+                    spec.version(pool)) for pool in ("stable", "canary") for i in range(spec.replicas(pool))]
         self.endpoints: dict[str, str] = {}
         self.supervisor = Supervisor(self.logs, on_change=self.write_state)
         self.operations = Operations(spec.state_dir)

@@ -20,7 +20,7 @@ import pytest
 
 from opsconductor.stack.components import CRASH_LOOPING, RUNNING, STOPPED, ComponentSpec, RestartPolicy, http_ready
 from opsconductor.stack.supervision import Supervisor
-from tests.support.procs import free_port, free_ports, wait_for
+from tests.support.procs import free_port, wait_for
 
 FAST = RestartPolicy(backoff_s=0.1, max_backoff_s=5, factor=2, crash_loop_limit=3, stable_after_s=60)
 # Serves HTTP on its port the first time; every later start notes the time and exits 3.
@@ -169,7 +169,7 @@ time.sleep(600)
 
 
 def test_children_die_with_a_sigkilled_supervisor_and_not_with_the_thread_that_started_them(tmp_path):
-    ports = [str(port) for port in free_ports(2)]
+    ports = [str(free_port()) for _ in range(2)]
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(tmp_path), *ports], stdout=subprocess.PIPE,
                                   text=True, cwd=Path(__file__).resolve().parents[2])
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin
 from opsconductor.gateway.config import render, to_yaml
 from opsconductor.gateway.settings import EnvoySettings
-from tests.support.procs import BIN, Process, free_ports, wait_for
+from tests.support.procs import BIN, Process, free_port, wait_for
 
 
 @dataclass
@@ -53,10 +53,9 @@ def start_gateway(log_dir: Path, stable: tuple[str, ...], canary: tuple[str, ...
     def hosts(targets: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
         return tuple((t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1])) for t in targets)
 
-    listen_port, admin_port, stats_port = free_ports(3)
     settings = replace(EnvoySettings(
         stable_hosts=hosts(stable), canary_hosts=hosts(canary),
-        listen_port=listen_port, admin_port=admin_port, stats_port=stats_port,
+        listen_port=free_port(), admin_port=free_port(), stats_port=free_port(),
         access_log_path=str(log_dir / f"{name}-access.log"),
     ), **overrides)
     config = log_dir / f"{name}.yaml"

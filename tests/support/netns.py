@@ -210,7 +210,7 @@ async def _relay(socket_path: str, port: int) -> asyncio.AbstractServer:
 
 def main(config_path: str) -> int:
     from tests.support import fakedns
-    from tests.support.procs import free_ports, health_status
+    from tests.support.procs import free_port, health_status
 
     config = json.loads(Path(config_path).read_text())
     directory = Path(config["directory"])
@@ -222,7 +222,7 @@ def main(config_path: str) -> int:
     lock = threading.Lock()
     http_port, tls_port = _http_targets(directory, lock), _tls_targets(directory, lock)
 
-    grpc_port, metrics_port = free_ports(2)  # different, which two binds one after another need not be
+    grpc_port, metrics_port = free_port(), free_port()
     env = {**os.environ, "PIPELINE_GRPC_ADDR": f"127.0.0.1:{grpc_port}",
            "PIPELINE_METRICS_ADDR": f"127.0.0.1:{metrics_port}", **config["pipeline_env"]}
     with (directory / "pipeline.log").open("w") as log:

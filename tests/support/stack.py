@@ -12,7 +12,7 @@ import grpc
 from opsconductor.automation.v1 import automation_pb2_grpc
 from opsconductor.identity import operator
 from opsconductor.stack import control
-from opsconductor.stack.ports import PortTaken, check_free, free_ports
+from opsconductor.stack.ports import PortTaken, check_free, free_port
 from opsconductor.stack.processes import BIN
 from opsconductor.stack.state import ReplicaState, StackState, load
 
@@ -91,8 +91,7 @@ def free_block(count: int) -> int:
 
 
 def stack_ports() -> dict[str, int]:
-    names = ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")
-    return dict(zip(names, free_ports(len(names)), strict=True))
+    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")}
 
 
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:

@@ -55,7 +55,7 @@ def test_a_release_before_the_health_ports_is_read_on_its_grpc_port(tmp_path):
 def test_free_ports_of_a_stack_are_all_different():
     # One bind-and-release after another may be handed the same port: a replica's metrics and
     # health listeners once got one port between them.
-    blocks = ports.free_replica_ports(5)
+    blocks = [ports.free_replica_ports() for _ in range(5)]
     taken = [port for block in blocks for port in block.values()]
     assert len(taken) == 5 * len(ports.REPLICA_PORT_NAMES) == len(set(taken))
     assert all(set(block) == set(ports.REPLICA_PORT_NAMES) for block in blocks)
