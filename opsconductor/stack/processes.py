@@ -40,6 +40,22 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
+def wait_held(predicate: Callable[[], bool], hold_s: float, timeout: float, what: str,
+                interval: float = 0.1) -> None:
+    """Waits until `predicate` has held for `hold_s` in a row (a check that passes once can still
+    be overturned by one already under way, such as a health check Envoy sent a moment before)."""
+    since: list[float] = []
+
+    def held() -> bool:
+        if not predicate():
+            since.clear()
+            return False
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= hold_s
+
+    wait_for(held, timeout, what, interval=interval)
+
+
 def health_status(target: str, service: str = "", timeout: float = 1.0) -> int | None:
     """The grpc.health.v1 status of `service` at `target`, or None when it does not answer."""
     with grpc.insecure_channel(target) as channel:

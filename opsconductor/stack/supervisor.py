@@ -29,7 +29,7 @@ from opsconductor.stack import state
 from opsconductor.stack.components import ComponentSpec, grpc_ready, http_ready
 from opsconductor.stack.operations import Operations
 from opsconductor.stack.ports import check_free, free_replica_ports
-from opsconductor.stack.processes import BIN, wait_for
+from opsconductor.stack.processes import BIN, wait_for, wait_held
 from opsconductor.stack.replica import START_TIMEOUT_S, service_processes
 from opsconductor.stack.spec import ROOT, StackSpec, Version
 from opsconductor.stack.supervision import StartError, Supervisor
@@ -292,18 +292,11 @@ class Stack:
         """Waits until every host of `pool` has been healthy in Envoy's eyes for POOL_SETTLE_S.
         Healthy once is not enough: connection failures while a replica was down can still get
         it ejected by outlier detection at the next sweep, and traffic would go elsewhere."""
-        healthy_since: list[float] = []
-
-        def settled() -> bool:
+        def healthy() -> bool:
             health = self.admin.pool_health()[pool]
-            if health.healthy != health.total:
-                healthy_since.clear()
-                return False
-            if not healthy_since:
-                healthy_since.append(time.monotonic())
-            return time.monotonic() - healthy_since[0] >= POOL_SETTLE_S
+            return health.healthy == health.total
 
-        wait_for(settled, START_TIMEOUT_S, what, interval=0.1)
+        wait_held(healthy, POOL_SETTLE_S, START_TIMEOUT_S, what)
 
     # --- state ---------------------------------------------------------------------------------
 

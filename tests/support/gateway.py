@@ -8,7 +8,7 @@ from pathlib import Path
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin
 from opsconductor.gateway.config import render, to_yaml
 from opsconductor.gateway.settings import EnvoySettings
-from tests.support.procs import BIN, Process, free_port, wait_for
+from tests.support.procs import BIN, Process, free_port, wait_held
 
 
 @dataclass
@@ -29,8 +29,9 @@ class Gateway:
     def access_log(self) -> Path:
         return Path(self.settings.access_log_path)
 
-    def wait_pools_healthy(self, healthy: dict[str, int], timeout: float = 30.0) -> None:
-        """Waits until Envoy's health checks see exactly `healthy` hosts per pool."""
+    def wait_pools_healthy(self, healthy: dict[str, int], timeout: float = 30.0, hold_s: float = 0.0) -> None:
+        """Waits until Envoy's health checks see exactly `healthy` hosts per pool (for `hold_s` in
+        a row: a check sent before the hosts recovered can still mark one down)."""
         def reached() -> bool:
             if not self.process.running():
                 raise RuntimeError(f"envoy exited:\n{self.process.log_tail()}")
@@ -40,7 +41,7 @@ class Gateway:
                 return False
             return all(counts.get(pool) == n for pool, n in healthy.items())
 
-        wait_for(reached, timeout, f"envoy to see healthy hosts {healthy}")
+        wait_held(reached, hold_s, timeout, f"envoy to see healthy hosts {healthy}")
 
     def stop(self) -> None:
         self.process.stop()

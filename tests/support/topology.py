@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.procs import Process
 from opsconductor.stack.replica import ServicePair, service_pair
+from services.common.names import AUTOMATION_SERVICE
 
 
 @dataclass
@@ -45,15 +46,22 @@ class Topology:
         return gateway
 
     def heal(self) -> None:
-        """Restarts whatever a test stopped or killed, and waits until Envoy sees every host."""
+        """Restarts whatever a test stopped or killed, and waits until Envoy has seen every host
+        healthy for longer than one health check takes to overturn it."""
+        restarted = False
         for pair in self.pairs():
             if not pair.pipeline.running():
                 pair.start_pipeline()
+                restarted = True
             if not pair.automation.running():
                 pair.start_automation()
+                restarted = True
+            # An automation whose pipeline came back is ready again only once it has seen that.
+            pair.automation.wait_healthy(pair.health_target("automation"), AUTOMATION_SERVICE, 30)
         if self.gateway is not None:
             self.gateway.admin.set_weights(90, 10)
-            self.gateway.wait_pools_healthy({pool: len(pairs) for pool, pairs in self.pools.items()})
+            hold_s = 1.5 * self.gateway.settings.health_check_interval_s if restarted else 0.0
+            self.gateway.wait_pools_healthy({pool: len(pairs) for pool, pairs in self.pools.items()}, hold_s=hold_s)
 
     def stop(self) -> None:
         """Stops every process by PID: gateways first, so no call lands on a stopping service."""
