@@ -14,7 +14,7 @@ from opsconductor.automation.v1 import automation_pb2
 from tests.support.calls import automation_stub
 from tests.support.metrics import in_flight
 from tests.support.procs import wait_for
-from tests.support.traffic import Traffic
+from tests.support.traffic import LIST_TOOLS, Traffic
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,9 @@ def test_sigterm_of_one_stable_automation_lets_its_calls_finish_and_fails_none(h
     victim_instance = f"automation@{victim.automation_target}"
     calls = 12
     # Several busy callers: a server that is stopping cancels the calls it had accepted but
-    # not yet started, and the gateway must retry those elsewhere.
-    pings = [Traffic(gateway.target, rate=150) for _ in range(3)]
+    # not yet started, and the gateway must retry those elsewhere. They list tools, so the
+    # victim's Execute calls in flight are the slow calls alone.
+    pings = [Traffic(gateway.target, rate=150, request=LIST_TOOLS) for _ in range(3)]
     with ExitStack() as running, ThreadPoolExecutor(calls) as workers:
         for traffic in pings:
             running.enter_context(traffic)

@@ -14,6 +14,9 @@ from services.common.names import AUTOMATION_SERVICE
 from tests.support.calls import automation_stub
 
 PING = automation_pb2.ExecuteRequest(input="ping", tool="echo")
+# A ping that is not an Execute call: it keeps a service busy without counting among its
+# Execute calls in flight.
+LIST_TOOLS = automation_pb2.ListToolsRequest()
 PIN_STABLE = (("x-canary", "never"),)
 # What a client of one gateway process does to ride out its restart: wait for the connection
 # to be ready again, and retry a call the broken connection failed (UNAVAILABLE).
@@ -25,7 +28,8 @@ RETRYING_OPTIONS = (("grpc.enable_retries", 1), ("grpc.service_config", json.dum
 
 
 class Traffic:
-    """`rate` calls a second from one thread until stopped; outcomes by pool or status code.
+    """`rate` calls a second from one thread until stopped; outcomes by pool (ListTools
+    answers under "ListTools") or status code. `request` is an Execute or a ListTools request.
     `retrying` makes it a client that waits for the gateway and retries UNAVAILABLE."""
 
     def __init__(self, gateway: str, rate: float = 50.0, request=PING, metadata=(), retrying: bool = False) -> None:
@@ -57,13 +61,16 @@ class Traffic:
 
     def _run(self) -> None:
         channel, stub = self._channel()
+        listing = isinstance(self.request, automation_pb2.ListToolsRequest)
+        call = stub.ListTools if listing else stub.Execute
         with channel:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 began = time.monotonic()
                 try:
-                    self.ok[stub.Execute(self.request, timeout=10, metadata=self.metadata,
-                                         wait_for_ready=self.retrying or None).pool] += 1
+                    reply = call(self.request, timeout=10, metadata=self.metadata,
+                                 wait_for_ready=self.retrying or None)
+                    self.ok["ListTools" if listing else reply.pool] += 1
                 except grpc.RpcError as error:
                     self.failed[error.code().name] += 1
                 self.slowest_s = max(self.slowest_s, time.monotonic() - began)
