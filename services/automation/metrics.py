@@ -37,9 +37,10 @@ class ExecuteMetrics:
     def tool_label(self, name: str) -> str:
         return name if name in self._known_tools else NO_TOOL
 
-    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str) -> None:
+    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str | None) -> None:
+        """`trace_id` (the OpenTelemetry trace id) becomes the sample's exemplar when given."""
         label = self.tool_label(tool)
         self._requests.labels(label, code).inc()
-        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id})
+        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id} if trace_id else None)
         if reason is not None:
             self._errors.labels(label, reason).inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -36,9 +36,11 @@ class UpstreamError(MeshError):
 
 class PipelineClient:
     def __init__(self, target: str, on_readiness: Callable[[bool], Awaitable[None]],
-                 on_tools: Callable[[list[str]], None] = lambda names: None) -> None:
+                 on_tools: Callable[[list[str]], None] = lambda names: None,
+                 interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> None:
         self.target = target
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        # `interceptors` give each call its client span and the traceparent that carries it on.
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors or None)
         self._stub = pipeline_pb2_grpc.PipelineServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._on_readiness = on_readiness
@@ -56,14 +58,14 @@ class PipelineClient:
     async def execute(self, request: pipeline_pb2.ExecuteRequest, trace_id: str,
                       timeout_s: float) -> pipeline_pb2.ExecuteResponse:
         try:
-            return await self._stub.Execute(request, timeout=timeout_s, metadata=_trace_metadata(trace_id))
+            return await self._stub.Execute(request, timeout=timeout_s, metadata=_trace_metadata(trace_id) or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 
     async def list_tools(self, platform: str, trace_id: str, timeout_s: float) -> pipeline_pb2.ListToolsResponse:
         try:
             return await self._stub.ListTools(pipeline_pb2.ListToolsRequest(platform=platform), timeout=timeout_s,
-                                              metadata=_trace_metadata(trace_id))
+                                              metadata=_trace_metadata(trace_id) or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 
@@ -94,7 +96,7 @@ class PipelineClient:
 
 
 def _trace_metadata(trace_id: str) -> tuple[tuple[str, str], ...]:
-    return ((tracing.TRACE_ID_HEADER, trace_id), (tracing.TRACEPARENT_HEADER, tracing.traceparent(trace_id)))
+    return tracing.outgoing_metadata(trace_id)
 
 
 def _translate(error: grpc.aio.AioRpcError, timeout_s: float) -> UpstreamError:

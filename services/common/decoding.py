@@ -40,8 +40,9 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             return _UNDECODABLE
 
     async def refuse(context: grpc.aio.ServicerContext) -> None:
-        trace_id = tracing.from_metadata(context.invocation_metadata() or ()) or tracing.new_trace_id()
-        _LOGGER.info("undecodable request", extra={"method": method, "trace_id": trace_id})
+        trace_id, _ = tracing.resolve("", context.invocation_metadata() or ())
+        tracing.record_failure("VALIDATION_ERROR", "undecodable request")
+        _LOGGER.info("undecodable request", extra={"method": method})
         await status.abort(context, status.rich_status(
             grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} is not a valid protobuf message",
             "VALIDATION_ERROR", trace_id))

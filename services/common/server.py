@@ -21,6 +21,7 @@ from services.common import logs
 from services.common.config import CommonConfig, ConfigError
 from services.common.decoding import RequestDecoding
 from services.common.metrics import ServerMetrics, build_info, serve_metrics
+from services.common.spans import ServiceIdentity, Tracing
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class Runtime:
     health: HealthServicer
     registry: CollectorRegistry
     spec: ServiceSpec
+    tracing: Tracing | None = None  # None when OTEL_SDK_DISABLED: no spans, trace ids only
+
+    def client_interceptors(self) -> tuple[grpc.aio.ClientInterceptor, ...]:
+        """What a channel to another service needs for its calls to join the caller's trace."""
+        return tuple(self.tracing.client_interceptors()) if self.tracing else ()
 
     async def set_ready(self, ready: bool) -> None:
         await self.health.set(self.spec.grpc_service, SERVING if ready else NOT_SERVING)
@@ -120,6 +126,12 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
+    tracing = None
+    if spec.common.tracing.enabled:
+        tracing = Tracing(spec.common.tracing, ServiceIdentity(spec.name, spec.common.version, spec.common.instance,
+                                                               spec.common.pool), registry)
+        # Inside the metrics, outside the decoding: an undecodable request still gets its span.
+        interceptors.append(tracing.server_interceptor())
     # Inside the metrics interceptor, so an undecodable request is counted as INVALID_ARGUMENT.
     interceptors.append(RequestDecoding())
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
@@ -129,7 +141,7 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         (spec.grpc_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    runtime = Runtime(server, health, registry, spec)
+    runtime = Runtime(server, health, registry, spec, tracing)
     await runtime.set_ready(False)
     release = await setup(runtime)
 
@@ -159,5 +171,7 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     await health.enter_graceful_shutdown()
     await server.stop(spec.common.shutdown_grace_s)
     await release()
+    if tracing is not None:
+        await asyncio.to_thread(tracing.shutdown)
     _LOGGER.info("stopped")
     return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from opentelemetry import trace
+
 from services.common.errors import DestinationDeniedError
 
 
@@ -37,9 +39,16 @@ class Allowlist:
             return host in self._names or any(host.endswith(suffix) for suffix in self._suffixes)
         return any(address in network for network in self._networks)
 
-    def check(self, host: str) -> None:
-        """Raises DestinationDeniedError unless `host` may be reached."""
-        if not self.allows(host):
+    def check(self, host: str, port: int | None = None) -> None:
+        """Raises DestinationDeniedError unless `host` may be reached. The destination checked
+        (never a URL, which may carry credentials) goes on the current span, if one records."""
+        allowed = self.allows(host)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({"server.address": host[:100], "opsconductor.destination.allowed": allowed})
+            if port is not None:
+                span.set_attribute("server.port", port)
+        if not allowed:
             raise DestinationDeniedError(
                 f"destination {host[:100]!r} is outside the allowlist (TOOL_ALLOWLIST)", destination=host[:100]
             )

@@ -56,7 +56,7 @@ def _host_port(text: str) -> tuple[str, int]:
 
 async def _tcp_check(input_text: str, arguments: Mapping[str, object], context: ToolContext) -> str:
     host, port = _host_port(input_text)
-    context.allowlist.check(host)
+    context.allowlist.check(host, port)
     timeout_s = int(arguments["timeout_ms"]) / 1000
     start = time.perf_counter()
     try:
@@ -76,7 +76,11 @@ async def _http_check(input_text: str, arguments: Mapping[str, object], context:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(f"{url[:80]!r} is not an http:// or https:// URL", field="input")
-    context.allowlist.check(parts.hostname)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValidationError(f"{url[:80]!r} has a bad port", field="input") from None
+    context.allowlist.check(parts.hostname, port)
     timeout_s = int(arguments["timeout_ms"]) / 1000
     start = time.perf_counter()
     # trust_env=False: a proxy from the environment would send the request somewhere the
