@@ -8,8 +8,8 @@ from pathlib import Path
 
 from opsconductor.cli.arguments import add_state_dir
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin
-from opsconductor.gateway.settings import JwtSettings
-from opsconductor.stack import lifecycle, state
+from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, JwtSettings
+from opsconductor.stack import lifecycle, state, traces
 from opsconductor.stack.ports import MAX_REPLICAS, Ports, PortTaken
 from opsconductor.stack.spec import NotACheckout, StackSpec, version_of
 from opsconductor.stack.supervisor import Stack, StartError
@@ -39,6 +39,12 @@ def add_parsers(commands) -> None:
     up.add_argument("--jwt-audience", action="append", metavar="AUD",
                     help="an accepted audience (with --jwt-jwks; repeatable; default opsconductor-mesh)")
     up.add_argument("--rate-limit", type=int, metavar="PER_S", help="gateway rate limit, calls per second")
+    up.add_argument("--trace-sample", default=str(DEFAULT_SAMPLE_PERCENT), metavar="PCT",
+                    help=f"percentage of calls the gateway traces when the caller did not decide (default "
+                         f"{DEFAULT_SAMPLE_PERCENT:g}; a traceparent's sampled flag always wins); 'off': no spans")
+    up.add_argument("--otlp-endpoint", metavar="URL",
+                    help="send spans to this OTLP/gRPC receiver (http://HOST:4317, e.g. an OpenTelemetry "
+                         "Collector) instead of the embedded trace store")
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.add_argument("--no-page", action="store_true", help="do not serve the Exec Sandbox page")
     up.add_argument("--quiet", action="store_true", help="do not stream the components' logs")
@@ -74,10 +80,29 @@ def spec_from_args(args: argparse.Namespace) -> StackSpec:
     if args.rate_limit:
         envoy["rate_limit_per_s"] = args.rate_limit
     return StackSpec(state_dir=args.state_dir.resolve(), ports=ports, stable_replicas=args.stable_replicas,
+                     traces=_trace_spec(args),
                      canary_replicas=args.canary_replicas, stable=version_of(args.stable_source, {}),
                      canary=version_of(args.canary_source, canary_env), scrape_interval_s=args.scrape_interval,
                      with_prometheus=not args.no_prometheus, with_page=not args.no_page,
                      auto_service_ports=args.service_ports == "auto", envoy_overrides=envoy)
+
+
+def _trace_spec(args: argparse.Namespace) -> traces.TraceSpec:
+    if args.trace_sample.strip().lower() == "off":
+        percent = None
+    else:
+        try:
+            percent = float(args.trace_sample)
+        except ValueError:
+            percent = -1.0
+        if not 0 <= percent <= 100:
+            raise UsageError(f"--trace-sample takes a percentage 0-100 or 'off', not {args.trace_sample!r}")
+    if args.otlp_endpoint:
+        try:
+            traces.parse_endpoint(args.otlp_endpoint)
+        except traces.BadEndpoint as error:
+            raise UsageError(str(error)) from None
+    return traces.TraceSpec(sample_percent=percent, otlp_endpoint=args.otlp_endpoint or "")
 
 
 def run_up(args: argparse.Namespace) -> int:

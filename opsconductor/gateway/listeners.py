@@ -8,6 +8,7 @@ from typing import Any
 from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, RATE_LIMITED_HEADER,
                                           RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, JwtSettings,
                                           duration, socket_address)
+from opsconductor.gateway.tracing import hcm_tracing
 from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 
 _AUTOMATION_PREFIX = f"/{AUTOMATION_SERVICE}/"
@@ -20,7 +21,7 @@ _OPEN_METHODS = {
     "grpc.reflection.v1.ServerReflection": ("ServerReflectionInfo",),
 }
 _ALLOW_HEADERS = (
-    "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-trace-id,x-canary,authorization"
+    "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-trace-id,x-canary,authorization,traceparent,tracestate"
 )
 # gRPC and gRPC-Web (binary or base64 text) carrying protobuf: what the services speak.
 _GRPC_CONTENT_TYPE = r"application/grpc(-web(-text)?)?(\+proto)?(;.*)?"
@@ -37,8 +38,10 @@ def gateway_listener(s: EnvoySettings) -> dict[str, Any]:
         "routes": _gateway_routes(s),
         "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(s)},
     }
-    return _listener("gateway", s.listen_address, s.listen_port,
-                     _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")]))
+    hcm = _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")])
+    if s.tracing is not None:
+        hcm["typed_config"].update(hcm_tracing(s.tracing))
+    return _listener("gateway", s.listen_address, s.listen_port, hcm)
 
 
 def stats_listener(s: EnvoySettings) -> dict[str, Any]:
@@ -191,7 +194,10 @@ def _access_log(s: EnvoySettings, kind: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "log": kind,
         "start_time": "%START_TIME%",
-        "trace_id": "%REQ(X-TRACE-ID)%",
+        # The call's OpenTelemetry trace id (the gateway makes one for every call it traces,
+        # sampled or not), and the caller's own x-trace-id if it sent one.
+        "trace_id": "%TRACE_ID%",
+        "caller_trace_id": "%REQ(X-TRACE-ID)%",
         "method": "%REQ(:METHOD)%",
         "path": "%REQ(:PATH)%",
         "protocol": "%PROTOCOL%",

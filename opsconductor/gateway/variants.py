@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from opsconductor import yamltext
 from opsconductor.gateway.config import render, to_yaml
-from opsconductor.gateway.settings import EnvoySettings, JwtSettings
+from opsconductor.gateway.settings import EnvoySettings, JwtSettings, TracingSettings
 from opsconductor.stack.ports import replica_ports
 
 NAMESPACE = "opsconductor"
@@ -15,6 +15,7 @@ CONFIGMAP_NAME = "envoy-config"
 JWKS_PATH = "/etc/envoy/jwks/jwks.json"  # the Envoy Deployment mounts Secret "envoy-jwks" here
 # Ports every service listens on inside a container or pod (the standalone defaults).
 AUTOMATION_PORT = 3003
+OTLP_PORT = 4317  # the OpenTelemetry Collector's OTLP/gRPC receiver
 GENERATED_BY = "`make generate` (opsconductor/gateway/variants.py)"
 
 
@@ -35,6 +36,7 @@ def compose_settings() -> EnvoySettings:
         discovery="STRICT_DNS",
         listen_address="0.0.0.0",
         stats_address="0.0.0.0",
+        tracing=TracingSettings(collector=("otel-collector", OTLP_PORT), discovery="STRICT_DNS"),
     )
 
 
@@ -44,6 +46,8 @@ def k8s_settings() -> EnvoySettings:
         compose_settings(),
         stable_hosts=((f"automation-stable.{NAMESPACE}.svc.cluster.local", AUTOMATION_PORT),),
         canary_hosts=((f"automation-canary.{NAMESPACE}.svc.cluster.local", AUTOMATION_PORT),),
+        tracing=TracingSettings(collector=(f"otel-collector.{NAMESPACE}.svc.cluster.local", OTLP_PORT),
+                                discovery="STRICT_DNS"),
     )
 
 

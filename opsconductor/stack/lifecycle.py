@@ -113,7 +113,8 @@ def _component_ok(name: str, stack_state: state.StackState) -> bool:
         return health_status(replica.pipeline, PIPELINE_SERVICE) == SERVING
     url = {"envoy": stack_state.endpoint(state.ENVOY_ADMIN) + "/ready",
            "page": stack_state.endpoint(state.PAGE) + "/healthz",
-           "prometheus": stack_state.endpoint(state.PROMETHEUS) + "/-/ready"}.get(name)
+           "prometheus": stack_state.endpoint(state.PROMETHEUS) + "/-/ready",
+           "traces": stack_state.endpoint(state.TRACES) + "/healthz"}.get(name)
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200

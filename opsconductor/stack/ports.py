@@ -25,6 +25,10 @@ class Ports:
     prometheus: int = 9090
     envoy_admin: int = 9901
     envoy_stats: int = 9902
+    # The local trace store: OTLP/gRPC in (the standard port), its query API, its metrics.
+    traces_otlp: int = 4317
+    traces_query: int = 3200
+    traces_metrics: int = 9093
 
 
 LOCAL_PORTS = Ports()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from opsconductor.stack.ports import Ports
+from opsconductor.stack.traces import TraceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,7 @@ class StackSpec:
     service_env: dict[str, str] = field(default_factory=dict)  # for every service process of both pools
     log_level: str = "INFO"
     auto_service_ports: bool = False  # free ports for the services instead of the port table
+    traces: TraceSpec = TraceSpec()  # sampling, and the local store or a real backend
 
     def version(self, pool: str) -> Version:
         return self.stable if pool == "stable" else self.canary

@@ -18,12 +18,14 @@ CONTROL_SOCKET = "control.sock"
 
 # Endpoint keys, and how `up` shows each one.
 GATEWAY, ENVOY_ADMIN, ENVOY_STATS, PAGE, PROMETHEUS = "gateway", "envoy_admin", "envoy_stats", "page", "prometheus"
+TRACES = "traces"
 ENDPOINT_LABELS = {
     GATEWAY: "gateway (gRPC, gRPC-Web)",
     ENVOY_ADMIN: "Envoy admin",
     ENVOY_STATS: "Envoy stats",
     PAGE: "Exec Sandbox page",
     PROMETHEUS: "Prometheus",
+    TRACES: "trace store (query API)",
 }
 
 

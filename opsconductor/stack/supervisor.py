@@ -22,7 +22,7 @@ from opsconductor.gateway.config import EnvoySettings, render, to_yaml
 from opsconductor.gateway.variants import local_settings
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
-from opsconductor.stack import state
+from opsconductor.stack import state, traces
 from opsconductor.stack.ports import check_free, free_replica_ports, replica_ports
 from opsconductor.stack.processes import BIN, Child, wait_for
 from opsconductor.stack.replica import START_TIMEOUT_S, ServicePair, service_pair
@@ -84,6 +84,8 @@ class Stack:
             ports["page"] = self.spec.ports.page
         if self.prometheus_binary():
             ports["Prometheus"] = self.spec.ports.prometheus
+        if self.spec.traces.local_store:
+            ports.update(traces.store_ports(self.spec.ports))
         for replica in self.replicas:
             ports.update({f"{replica.name} {use}": port for use, port in replica.ports.items()})
         return ports
@@ -93,6 +95,8 @@ class Stack:
         check_free(self.required_ports())
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
+            if self.spec.traces.local_store:
+                self._start_trace_store()
             for replica in self.replicas:
                 self._start_replica(replica, replica.version)
             self._start_envoy()
@@ -121,7 +125,9 @@ class Stack:
         pair = service_pair(
             self.logs, replica.name, pool=replica.pool, ports=replica.ports, command=version.command,
             cwd=version.source, env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
-                                     "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
+                                     "PYTHONPATH": str(version.source),
+                                     **traces.service_env(self.spec.traces, self.spec.ports),
+                                     **self.spec.service_env, **version.env},
             pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline"},
             automation_env={"INSTANCE_NAME": f"{replica.name}-automation"})
         for child, start in ((pair.pipeline, pair.start_pipeline), (pair.automation, pair.start_automation)):
@@ -138,7 +144,8 @@ class Stack:
             stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway,
             admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
-            access_log_path=str(self.logs / "envoy-access.log"), **self.spec.envoy_overrides)
+            access_log_path=str(self.logs / "envoy-access.log"),
+            tracing=traces.envoy_tracing(self.spec.traces, ports), **self.spec.envoy_overrides)
 
     def _start_envoy(self) -> None:
         config = self.spec.state_dir / "envoy.yaml"
@@ -166,14 +173,25 @@ class Stack:
         self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{self.spec.ports.envoy_admin}"
         self.endpoints[state.ENVOY_STATS] = f"http://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
 
+    def _start_trace_store(self) -> None:
+        from services.traces.otlp import TRACE_SERVICE  # the store's own module: only when it runs
+
+        store = self._child(traces.STORE, traces.store_argv(), traces.store_env(self.spec.ports, self.spec.state_dir),
+                            cwd=ROOT)
+        store.wait_healthy(f"127.0.0.1:{self.spec.ports.traces_otlp}", TRACE_SERVICE, START_TIMEOUT_S)
+        self.endpoints[state.TRACES] = traces.query_url(self.spec.ports)
+
     def page_available(self) -> bool:
         return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
 
     def _start_page(self) -> None:
         url = f"http://127.0.0.1:{self.spec.ports.page}"
+        # The page shows each run's waterfall from the local store, fetched through its own server.
+        store = ["--traces-url", traces.query_url(self.spec.ports)] if self.spec.traces.local_store else []
         page = self._child("page", [sys.executable, "-m", "services", "page", "--directory",
                                     str(ROOT / "web_client" / "dist"), "--addr", f"127.0.0.1:{self.spec.ports.page}",
-                                    "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}"], {}, cwd=ROOT)
+                                    "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}", *store], {},
+                           cwd=ROOT)
         wait_for(lambda: _http_ok(f"{url}/healthz", page), START_TIMEOUT_S, "the page server")
         self.endpoints[state.PAGE] = url
 
@@ -282,8 +300,9 @@ class Stack:
     def stop_components(self, names: list[str]) -> None:
         """Stops service processes on purpose (outage drills): no crash is reported for them."""
         with self._lock:
-            unknown = [name for name in names
-                       if name not in self.children or not name.startswith(("stable-", "canary-"))]
+            # The trace store too: a drill of a collector outage, which no call may notice.
+            unknown = [name for name in names if name not in self.children
+                       or not (name.startswith(("stable-", "canary-")) or name == traces.STORE)]
             if unknown:
                 raise ValueError(f"no such service process: {', '.join(unknown)}")
             self._expected_down.update(names)
@@ -293,10 +312,15 @@ class Stack:
     def start_components(self, names: list[str]) -> None:
         """Starts stopped service processes again as they were, and waits for their health."""
         for name in names:
-            replica = next(r for r in self.replicas if name.startswith(r.name + "-"))
             with self._lock:
                 if self.children[name].running():
                     continue
+            if name == traces.STORE:
+                self._start_trace_store()
+                with self._lock:
+                    self._expected_down.discard(name)
+                continue
+            replica = next(r for r in self.replicas if name.startswith(r.name + "-"))
             if name.endswith("-pipeline"):
                 replica.pair.start_pipeline()
             else:

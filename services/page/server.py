@@ -158,9 +158,10 @@ def create_server(directory: str | os.PathLike[str], host: str = "127.0.0.1", po
     return server
 
 
-def serve(directory: str | os.PathLike[str], host: str, port: int, config: Mapping[str, Any] | None) -> None:
+def serve(directory: str | os.PathLike[str], host: str, port: int, config: Mapping[str, Any] | None,
+          apis: Mapping[str, ApiRoute] | None = None) -> None:
     """Serves until SIGTERM or SIGINT (when called on the main thread) or server shutdown."""
-    server = create_server(directory, host, port, config)
+    server = create_server(directory, host, port, config, apis)
     bound_host, bound_port = server.server_address[:2]
     if threading.current_thread() is threading.main_thread():
         def stop(signum: int, _frame: object) -> None:
@@ -192,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"listen HOST:PORT (PAGE_ADDR, default {DEFAULT_ADDR})")
     parser.add_argument("--gateway-url", default=os.environ.get("GATEWAY_URL", DEFAULT_GATEWAY_URL),
                         help=f"gateway URL the page calls (GATEWAY_URL, default {DEFAULT_GATEWAY_URL})")
+    parser.add_argument("--traces-url", default=os.environ.get("TRACES_URL", ""),
+                        help="the trace store's query API (TRACES_URL); when set the page shows each run's waterfall")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="LOG_LEVEL, default INFO")
     return parser
 
@@ -203,7 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, "page")
     try:
         host, port = _split_addr(args.addr)
-        serve(args.directory, host, port, {"gatewayUrl": args.gateway_url})
+        config: dict[str, Any] = {"gatewayUrl": args.gateway_url, "traces": bool(args.traces_url)}
+        apis: dict[str, ApiRoute] = {}
+        if args.traces_url and not args.traces_url.startswith(("http://", "https://")):
+            raise ValueError(f"--traces-url must be an http:// or https:// URL, got {args.traces_url!r}")
+        if args.traces_url:
+            from services.page import traces  # imports this module: only once it is loaded
+
+            apis[traces.PREFIX] = traces.trace_route(args.traces_url)
+        serve(args.directory, host, port, config, apis)
     except (ValueError, FileNotFoundError) as error:
         print(f"page: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,98 @@
+"""Traces in the local stack: where every component sends its spans (the embedded trace store,
+or a real backend given with `up --otlp-endpoint`), the share of calls the gateway samples, and
+the store's own process. The supervisor asks this module; it holds no state of its own."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, TracingSettings
+from opsconductor.stack.ports import Ports
+
+STORE = "traces"  # the store's component name
+# Spans wait at most this long in a service before export: the page shows a call's waterfall
+# right after the call. Export timeout: a collector that does not answer costs a batch, not more.
+SCHEDULE_DELAY_MS = 500
+EXPORT_TIMEOUT_MS = 2000
+STORE_MAX_SPANS = 200_000
+STORE_MAX_AGE_S = 3600
+
+
+class BadEndpoint(ValueError):
+    """An --otlp-endpoint that is not http://HOST:PORT."""
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """What `up` was asked about traces."""
+
+    sample_percent: float | None = DEFAULT_SAMPLE_PERCENT  # None: no spans at all
+    otlp_endpoint: str = ""  # a real backend's OTLP/gRPC receiver; "" runs the local store
+
+    @property
+    def enabled(self) -> bool:
+        return self.sample_percent is not None
+
+    @property
+    def local_store(self) -> bool:
+        return self.enabled and not self.otlp_endpoint
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """(host, port) of http://HOST:PORT; the gateway sends plaintext OTLP/gRPC, as collectors take on 4317."""
+    scheme, sep, rest = endpoint.partition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if scheme != "http" or not sep or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadEndpoint(f"--otlp-endpoint takes http://HOST:PORT (an OTLP/gRPC receiver), not {endpoint!r}")
+    return host.strip("[]"), int(port)
+
+
+def collector(spec: TraceSpec, ports: Ports) -> tuple[str, int]:
+    return parse_endpoint(spec.otlp_endpoint) if spec.otlp_endpoint else ("127.0.0.1", ports.traces_otlp)
+
+
+def service_env(spec: TraceSpec, ports: Ports) -> dict[str, str]:
+    """The standard OTEL_* variables of every service process."""
+    if not spec.enabled:
+        return {"OTEL_SDK_DISABLED": "true"}
+    host, port = collector(spec, ports)
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{host}:{port}",
+        # Behind the gateway every call arrives with its decision; this ratio applies only to
+        # calls made to a service directly, which then decides as the edge would.
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": f"{spec.sample_percent / 100:g}",
+        "OTEL_BSP_SCHEDULE_DELAY": str(SCHEDULE_DELAY_MS),
+        "OTEL_EXPORTER_OTLP_TIMEOUT": str(EXPORT_TIMEOUT_MS),
+    }
+
+
+def envoy_tracing(spec: TraceSpec, ports: Ports) -> TracingSettings | None:
+    if not spec.enabled:
+        return None
+    host, port = collector(spec, ports)
+    discovery = "STRICT_DNS" if any(c.isalpha() for c in host) and ":" not in host else "STATIC"
+    return TracingSettings(collector=(host, port), discovery=discovery, sample_percent=spec.sample_percent)
+
+
+def store_argv() -> list[str]:
+    return [sys.executable, "-m", "services", STORE]
+
+
+def store_env(ports: Ports, state_dir: Path) -> dict[str, str]:
+    return {"TRACES_GRPC_ADDR": f"127.0.0.1:{ports.traces_otlp}",
+            "TRACES_QUERY_ADDR": f"127.0.0.1:{ports.traces_query}",
+            "TRACES_METRICS_ADDR": f"127.0.0.1:{ports.traces_metrics}",
+            "TRACES_DB": str(state_dir / "traces.sqlite"),
+            "TRACES_MAX_SPANS": str(STORE_MAX_SPANS), "TRACES_MAX_AGE_S": str(STORE_MAX_AGE_S)}
+
+
+def store_ports(ports: Ports) -> dict[str, int]:
+    return {"trace store OTLP": ports.traces_otlp, "trace store query": ports.traces_query,
+            "trace store metrics": ports.traces_metrics}
+
+
+def query_url(ports: Ports) -> str:
+    return f"http://127.0.0.1:{ports.traces_query}"
