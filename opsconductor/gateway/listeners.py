@@ -8,7 +8,7 @@ from typing import Any
 from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, RATE_LIMITED_HEADER,
                                           RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, JwtSettings,
                                           duration, socket_address)
-from opsconductor.gateway.tracing import hcm_tracing
+from opsconductor.gateway.tracing import hcm_tracing, name_spans_after_routes
 from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 
 _AUTOMATION_PREFIX = f"/{AUTOMATION_SERVICE}/"
@@ -41,6 +41,7 @@ def gateway_listener(s: EnvoySettings) -> dict[str, Any]:
     hcm = _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")])
     if s.tracing is not None:
         hcm["typed_config"].update(hcm_tracing(s.tracing))
+        name_spans_after_routes(virtual_host["routes"])
     return _listener("gateway", s.listen_address, s.listen_port, hcm)
 
 

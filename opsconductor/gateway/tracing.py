@@ -47,6 +47,14 @@ def hcm_tracing(t: TracingSettings) -> dict[str, Any]:
     }
 
 
+def name_spans_after_routes(routes: list[dict[str, Any]]) -> None:
+    """A gateway span is named after the route that took the call ("automation",
+    "automation_pinned_canary"), not Envoy's generic "ingress"; the gRPC path is its grpc.path tag."""
+    for route in routes:
+        if "route" in route:
+            route["decorator"] = {"operation": route["name"]}
+
+
 def _parent_based(percent: float) -> dict[str, Any]:
     # FractionalPercent in millionths, so fractional percentages (0.5 %) render exactly.
     ratio = {

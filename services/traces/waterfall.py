@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from google.rpc import code_pb2
+
 from services.traces.store import SpanRecord
+
+# Where each tracer puts a call's gRPC status: the Python instrumentation, and Envoy.
+_GRPC_STATUS_KEYS = ("rpc.grpc.status_code", "grpc.status_code")
 
 
 def waterfall(spans: Sequence[SpanRecord]) -> dict:
@@ -33,6 +38,7 @@ def waterfall(spans: Sequence[SpanRecord]) -> dict:
             "service": span.service, "name": span.name, "kind": span.kind,
             "offset_ms": _ms(span.start_ns - start), "duration_ms": _ms(span.end_ns - span.start_ns),
             "self_ms": _ms(_self_ns(span, kids)), "status": span.status, "status_message": span.status_message,
+            "outcome": outcome(span), "reason": str(span.attributes.get("error.type", "")),
             "attributes": span.attributes, "slowest": False,
         })
         for kid in kids:
@@ -55,6 +61,17 @@ def waterfall(spans: Sequence[SpanRecord]) -> dict:
         "complete": len(roots) == 1 and client_spans <= set(children),
         "spans": rows,
     }
+
+
+def outcome(span: SpanRecord) -> str:
+    """The gRPC status name the span recorded ("OK", "NOT_FOUND"...), else OK or ERROR."""
+    for key in _GRPC_STATUS_KEYS:
+        raw = span.attributes.get(key)
+        if raw is not None and str(raw).lstrip("-").isdigit():
+            number = int(raw)
+            if number in code_pb2.Code.values():
+                return code_pb2.Code.Name(number)
+    return "ERROR" if span.status == "ERROR" else "OK"
 
 
 def _self_ns(span: SpanRecord, kids: Sequence[SpanRecord]) -> int:
