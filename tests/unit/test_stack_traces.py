@@ -1,0 +1,52 @@
+"""What `up` makes of its trace flags: the store or a real backend, the edge's sampling rate,
+and the OTEL_* environment every service gets."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsconductor.cli.main import build_parser
+from opsconductor.cli.up import UsageError, spec_from_args
+from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT
+from opsconductor.stack import traces
+from opsconductor.stack.ports import Ports
+from services.common.config import tracing_config
+
+
+def spec(*flags: str):
+    return spec_from_args(build_parser().parse_args(["up", *flags]))
+
+
+def test_by_default_the_local_store_gets_every_span_and_the_edge_samples_the_documented_share():
+    trace_spec = spec().traces
+    assert trace_spec.local_store and trace_spec.sample_percent == DEFAULT_SAMPLE_PERCENT
+    env = traces.service_env(trace_spec, Ports())
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
+    config = tracing_config(env, "automation")  # what the services will read: valid
+    assert (config.sampler, config.sampler_arg) == ("parentbased_traceidratio", DEFAULT_SAMPLE_PERCENT / 100)
+    gateway = traces.envoy_tracing(trace_spec, Ports())
+    assert gateway.collector == ("127.0.0.1", 4317) and gateway.sample_percent == DEFAULT_SAMPLE_PERCENT
+
+
+def test_a_real_backend_replaces_the_store():
+    trace_spec = spec("--otlp-endpoint", "http://collector.example:4317", "--trace-sample", "100").traces
+    assert not trace_spec.local_store
+    assert traces.service_env(trace_spec, Ports())["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.example:4317"
+    gateway = traces.envoy_tracing(trace_spec, Ports())
+    assert (gateway.collector, gateway.discovery, gateway.sample_percent) == (("collector.example", 4317),
+                                                                             "STRICT_DNS", 100)
+
+
+def test_off_means_no_spans_anywhere():
+    trace_spec = spec("--trace-sample", "off").traces
+    assert not trace_spec.enabled and not trace_spec.local_store
+    assert traces.service_env(trace_spec, Ports()) == {"OTEL_SDK_DISABLED": "true"}
+    assert traces.envoy_tracing(trace_spec, Ports()) is None
+
+
+@pytest.mark.parametrize("flags", [("--trace-sample", "150"), ("--trace-sample", "-1"), ("--trace-sample", "lots"),
+                                   ("--otlp-endpoint", "collector:4317"), ("--otlp-endpoint", "https://c:4317"),
+                                   ("--otlp-endpoint", "http://c")])
+def test_bad_trace_flags_are_usage_errors(flags):
+    with pytest.raises(UsageError):
+        spec(*flags)
