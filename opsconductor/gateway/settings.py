@@ -84,7 +84,7 @@ class EnvoySettings:
     rate_limit_per_s: int = 100_000
     access_log_path: str = "/dev/stdout"
     jwt: JwtSettings | None = field(default=None)
-    tracing: TracingSettings | None = field(default_factory=TracingSettings)  # None: no spans
+    tracing: TracingSettings | None = None  # None: no spans (the deployment variants set it)
 
     def __post_init__(self) -> None:
         for name in ("listen_address", "admin_address", "stats_address"):

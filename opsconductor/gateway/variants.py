@@ -25,6 +25,7 @@ def local_settings(stable_replicas: int = 1, canary_replicas: int = 1,
     return replace(EnvoySettings(
         stable_hosts=tuple(("127.0.0.1", replica_ports("stable", i)["automation"]) for i in range(stable_replicas)),
         canary_hosts=tuple(("127.0.0.1", replica_ports("canary", i)["automation"]) for i in range(canary_replicas)),
+        tracing=TracingSettings(),  # to the local trace store, on its port-table port
     ), **overrides)
 
 

@@ -39,6 +39,11 @@ class RunningStack:
         return f"http://127.0.0.1:{self.ports['envoy-admin']}"
 
     @property
+    def traces_url(self) -> str:
+        """The trace store's query API."""
+        return f"http://127.0.0.1:{self.ports['traces-query']}"
+
+    @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
 
@@ -61,7 +66,8 @@ class RunningStack:
 
 
 def stack_ports() -> dict[str, int]:
-    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")}
+    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats",
+                                           "traces-otlp", "traces-query", "traces-metrics")}
 
 
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:

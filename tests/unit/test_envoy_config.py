@@ -352,7 +352,7 @@ def test_the_gateway_traces_every_call_and_samples_at_the_edge_honouring_a_calle
 
 
 def test_every_access_log_line_carries_the_calls_trace_id_and_the_page_may_send_traceparent():
-    config = render(EnvoySettings())
+    config = render(EnvoySettings(tracing=TracingSettings()))
     logs = [hcm(config)["access_log"][0]] + [f["typed_config"]["upstream_log"][0] for f in hcm(config)["http_filters"]
                                              if f["name"].endswith("router")]
     for log in logs:
@@ -363,7 +363,7 @@ def test_every_access_log_line_carries_the_calls_trace_id_and_the_page_may_send_
 
 
 def test_gateway_spans_are_named_after_their_route():
-    config = render(EnvoySettings())
+    config = render(envoy_variants.local_settings())
     for route in routes(config):
         if "route" in route:
             assert route["decorator"]["operation"] == route["name"]
@@ -372,6 +372,10 @@ def test_gateway_spans_are_named_after_their_route():
 def test_without_tracing_there_is_no_tracer_and_no_collector():
     config = render(EnvoySettings(tracing=None))
     assert "tracing" not in hcm(config) and "otlp_collector" not in clusters(config)
+
+
+def test_the_local_variant_sends_spans_to_the_local_store():
+    assert envoy_variants.local_settings().tracing.collector == ("127.0.0.1", 4317)
 
 
 @pytest.mark.parametrize("variant", ["compose", "k8s", "production"])
