@@ -253,3 +253,51 @@ def test_the_services_import_nothing_the_image_lacks():
                 if not packages & runtime:
                     unexpected.append(f"{path.relative_to(ROOT)}: {name}")
     assert not unexpected, unexpected
+
+
+# --- traces: every component to the collector, the collector to a backend -------------------------
+
+COLLECTOR = yaml.safe_load((DEPLOY / "otel/collector.yaml").read_text())
+SERVICES = ("automation-stable", "automation-canary", "pipeline-stable", "pipeline-canary")
+
+
+def test_the_collector_config_defines_everything_its_pipeline_uses():
+    pipeline = COLLECTOR["service"]["pipelines"]["traces"]
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) <= set(COLLECTOR[kind]), kind
+    assert set(COLLECTOR["service"]["extensions"]) <= set(COLLECTOR["extensions"])
+    assert COLLECTOR["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
+    assert pipeline["processors"][0] == "memory_limiter"  # first, as the collector's docs require
+    assert COLLECTOR["exporters"]["otlp"]["endpoint"] == "${env:TRACES_EXPORT_ENDPOINT}"
+
+
+def test_compose_sends_every_components_spans_through_the_collector_to_jaeger():
+    services = compose()["services"]
+    rate = envoy_variants.compose_settings().tracing.sample_percent / 100
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317", name
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert float(env["OTEL_TRACES_SAMPLER_ARG"]) == rate  # direct calls sampled as the gateway samples
+    assert envoy_variants.compose_settings().tracing.collector == ("otel-collector", 4317)
+    collector = services["otel-collector"]
+    assert collector["environment"]["TRACES_EXPORT_ENDPOINT"] == "jaeger:4317"
+    assert "./otel/collector.yaml:/etc/otelcol/collector.yaml:ro" in collector["volumes"]
+    assert "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
+
+
+def test_kubernetes_runs_a_collector_whose_exporter_is_configurable():
+    deployment = by_kind("Deployment")["otel-collector"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["TRACES_EXPORT_ENDPOINT"]  # the backend, set by a patch
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    configmap = by_kind("ConfigMap")[volume["configMap"]["name"]]
+    assert yaml.safe_load(configmap["data"]["collector.yaml"]) == COLLECTOR
+    assert f"--config={container['volumeMounts'][0]['mountPath']}/collector.yaml" in container["args"]
+    service = by_kind("Service")["otel-collector"]
+    assert service["spec"]["ports"][0]["port"] == 4317
+    endpoint = f"http://otel-collector.{service['metadata']['namespace']}.svc.cluster.local:4317"
+    for name in SERVICES:
+        (service_container,) = by_kind("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+        assert env_of(service_container)["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint, name
+    assert f"http://{':'.join(map(str, envoy_variants.k8s_settings().tracing.collector))}" == endpoint
