@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
-from opentelemetry.instrumentation.grpc._aio_server import (OpenTelemetryAioServerInterceptor,
-                                                            _OpenTelemetryAioServicerContext)
-from opentelemetry.instrumentation.grpc.version import __version__ as _INSTRUMENTATION_VERSION
+from opentelemetry.instrumentation.grpc import filters
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from services.common import rpc_spans
 from services.common.config import TracingConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,65 +63,16 @@ class Tracing:
         trace.set_tracer_provider(self.provider)
 
     def server_interceptor(self) -> grpc.aio.ServerInterceptor:
-        tracer = self.provider.get_tracer("opentelemetry.instrumentation.grpc", _INSTRUMENTATION_VERSION)
-        return _ServerSpans(_WithoutExceptionEvents(tracer), filter_=_UNTRACED)
+        return rpc_spans.server_interceptor(self.provider, _UNTRACED)
 
     def client_interceptors(self) -> Sequence[grpc.aio.ClientInterceptor]:
-        return aio_client_interceptors(tracer_provider=self.provider, filter_=_UNTRACED)
+        return rpc_spans.client_interceptors(self.provider, _UNTRACED)
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Exports what is queued, for at most `timeout_s` (a collector that is down must not
         hold up the exit)."""
         if self._processor is not None:
             self._processor.shutdown(timeout_s)
-
-
-class _ServerSpans(OpenTelemetryAioServerInterceptor):
-    """The library's server spans of unary calls, with two changes for calls that fail (they all
-    end with context.abort). The span ends when the abort is sent, not when grpc has confirmed
-    the sending (a millisecond later, by which time the caller's own span had ended: the child
-    outlasted its parent). And an abort is not also an exception event: the status is on the span
-    already, and formatting the traceback cost more than the call."""
-
-    def _intercept_aio_server_unary(self, behavior, handler_call_details):
-        async def unary(request, context):
-            with self._set_remote_context(context):
-                with self._start_span(handler_call_details, context, set_status_on_exception=False) as span:
-                    timed = _AbortTimedContext(context, span)
-                    try:
-                        return await behavior(request, timed)
-                    except grpc.aio.AbortError:
-                        raise
-                    except Exception as error:  # a servicer bug: worth its traceback
-                        span.record_exception(error)
-                        raise
-                    finally:
-                        span.end(end_time=timed._self_abort_ns)
-
-        return unary
-
-
-class _AbortTimedContext(_OpenTelemetryAioServicerContext):
-    """Notes when the call was aborted (wrapt proxies keep their own state in `_self_` names)."""
-
-    def __init__(self, context, span) -> None:
-        super().__init__(context, span)
-        self._self_abort_ns: int | None = None
-
-    async def abort(self, code, details="", trailing_metadata=()):
-        self._self_abort_ns = time.time_ns()
-        return await super().abort(code, details, trailing_metadata)
-
-
-class _WithoutExceptionEvents:
-    """The server interceptor's tracer: its spans record no exception events and are ended by
-    _ServerSpans itself."""
-
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
-
-    def start_as_current_span(self, *args, **kwargs):
-        return self._tracer.start_as_current_span(*args, record_exception=False, end_on_exit=False, **kwargs)
 
 
 def sampler(config: TracingConfig) -> sampling.Sampler:

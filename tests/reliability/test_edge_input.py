@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,14 +187,16 @@ def test_frames_that_never_complete_are_ended_at_the_route_bound(port, tmp_path,
 
 
 def test_undecodable_message_is_invalid_argument_with_error_info(mesh):
+    trace_id = uuid.uuid4().hex
     channel = grpc.insecure_channel(mesh.gateway.target)
     with channel:
         execute = channel.unary_unary(EXECUTE)  # bytes in, bytes out: no serializer in the way
         with pytest.raises(grpc.RpcError) as caught:
-            execute(b"\xff\xff\xff\xff\xff\x0a", timeout=5, metadata=(("x-trace-id", "undecodable-1"),))
+            execute(b"\xff\xff\xff\xff\xff\x0a", timeout=5,
+                    metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(caught.value)
-    assert info.reason == "VALIDATION_ERROR" and info.metadata["trace_id"] == "undecodable-1"
+    assert info.reason == "VALIDATION_ERROR" and info.metadata["trace_id"] == trace_id
 
 
 # --- content types ------------------------------------------------------------------------------
