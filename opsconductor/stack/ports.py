@@ -27,7 +27,7 @@ class Ports:
     envoy_stats: int = 9902
     # The local trace store: OTLP/gRPC in (the standard port), its query API, its metrics.
     traces_otlp: int = 4317
-    traces_query: int = 3200
+    traces_query: int = 3210  # not 3200: compose publishes Grafana there
     traces_metrics: int = 9093
 
 

@@ -271,7 +271,7 @@ def traces_config(env: Mapping[str, str] = os.environ) -> TracesConfig:
     return TracesConfig(
         common=common,
         grpc_addr=grpc_addr,
-        query_addr=_address(env, "TRACES_QUERY_ADDR", "127.0.0.1:3200"),
+        query_addr=_address(env, "TRACES_QUERY_ADDR", "127.0.0.1:3210"),
         metrics_addr=_address(env, "TRACES_METRICS_ADDR", "127.0.0.1:9093"),
         database=env.get("TRACES_DB", "").strip() or ":memory:",
         max_spans=int(_number(env, "TRACES_MAX_SPANS", 100_000, low=100, high=10_000_000, integer=True)),
