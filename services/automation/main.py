@@ -23,8 +23,7 @@ def run(config: AutomationConfig) -> int:
         metrics = ExecuteMetrics(runtime.registry) if config.common.telemetry else None
         # Readiness follows the pipeline's: a gateway stops sending calls this instance cannot serve.
         pipeline = PipelineClient(config.pipeline_target, on_readiness=runtime.set_ready,
-                                  on_tools=metrics.learn_tools if metrics else (lambda names: None),
-                                  interceptors=runtime.client_interceptors())
+                                  on_tools=metrics.learn_tools if metrics else (lambda names: None))
         servicer = AutomationServicer(config, pipeline, metrics)
         automation_pb2_grpc.add_AutomationServiceServicer_to_server(servicer, runtime.server)
         pipeline.start()

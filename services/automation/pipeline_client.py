@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-from services.common import status, tracing
+from services.common import rpc_spans, status
 from services.common.errors import MeshError
-from services.common.names import PIPELINE_SERVICE
+from services.common.names import PIPELINE_EXECUTE, PIPELINE_LIST_TOOLS, PIPELINE_SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,11 +36,9 @@ class UpstreamError(MeshError):
 
 class PipelineClient:
     def __init__(self, target: str, on_readiness: Callable[[bool], Awaitable[None]],
-                 on_tools: Callable[[list[str]], None] = lambda names: None,
-                 interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> None:
+                 on_tools: Callable[[list[str]], None] = lambda names: None) -> None:
         self.target = target
-        # `interceptors` give each call its client span and the traceparent that carries it on.
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors or None)
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = pipeline_pb2_grpc.PipelineServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._on_readiness = on_readiness
@@ -58,14 +56,16 @@ class PipelineClient:
     async def execute(self, request: pipeline_pb2.ExecuteRequest, trace_id: str,
                       timeout_s: float) -> pipeline_pb2.ExecuteResponse:
         try:
-            return await self._stub.Execute(request, timeout=timeout_s, metadata=_trace_metadata(trace_id) or None)
+            with rpc_spans.client_span(PIPELINE_EXECUTE, trace_id) as call:
+                return await self._stub.Execute(request, timeout=timeout_s, metadata=call.metadata or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 
     async def list_tools(self, platform: str, trace_id: str, timeout_s: float) -> pipeline_pb2.ListToolsResponse:
         try:
-            return await self._stub.ListTools(pipeline_pb2.ListToolsRequest(platform=platform), timeout=timeout_s,
-                                              metadata=_trace_metadata(trace_id) or None)
+            with rpc_spans.client_span(PIPELINE_LIST_TOOLS, trace_id) as call:
+                return await self._stub.ListTools(pipeline_pb2.ListToolsRequest(platform=platform),
+                                                  timeout=timeout_s, metadata=call.metadata or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 
@@ -93,10 +93,6 @@ class PipelineClient:
             _LOGGER.warning("cannot list the pipeline's tools", extra={"code": error.code().name})
             return
         self._on_tools([tool.name for tool in reply.tools])
-
-
-def _trace_metadata(trace_id: str) -> tuple[tuple[str, str], ...]:
-    return tracing.outgoing_metadata(trace_id)
 
 
 def _translate(error: grpc.aio.AioRpcError, timeout_s: float) -> UpstreamError:

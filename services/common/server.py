@@ -54,10 +54,6 @@ class Runtime:
     spec: ServiceSpec
     tracing: Tracing | None = None  # None when OTEL_SDK_DISABLED: no spans, trace ids only
 
-    def client_interceptors(self) -> tuple[grpc.aio.ClientInterceptor, ...]:
-        """What a channel to another service needs for its calls to join the caller's trace."""
-        return tuple(self.tracing.client_interceptors()) if self.tracing else ()
-
     async def set_ready(self, ready: bool) -> None:
         await self.health.set(self.spec.grpc_service, SERVING if ready else NOT_SERVING)
 

@@ -45,8 +45,9 @@ class ServiceIdentity:
 
 
 class Tracing:
-    """The SDK of a running service; `interceptors` go on its server, `client_interceptors` on its
-    channels to other services; `shutdown` flushes what it can within a bound."""
+    """The SDK of a running service: `server_interceptor` goes on its server (calls to other
+    services make their client spans with rpc_spans.client_span); `shutdown` flushes what it can
+    within a bound."""
 
     def __init__(self, config: TracingConfig, identity: ServiceIdentity, registry: CollectorRegistry) -> None:
         resource = Resource.create({"service.name": config.service_name or identity.name,
@@ -64,9 +65,6 @@ class Tracing:
 
     def server_interceptor(self) -> grpc.aio.ServerInterceptor:
         return rpc_spans.server_interceptor(self.provider, _UNTRACED)
-
-    def client_interceptors(self) -> Sequence[grpc.aio.ClientInterceptor]:
-        return rpc_spans.client_interceptors(self.provider, _UNTRACED)
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Exports what is queued, for at most `timeout_s` (a collector that is down must not

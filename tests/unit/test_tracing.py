@@ -3,6 +3,7 @@ counts every span it drops, and the spans the pipeline adds (names, outcome, des
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+import grpc
 from prometheus_client import CollectorRegistry
 
 from services.common.config import ConfigError, tracing_config
@@ -178,7 +180,8 @@ def test_a_denied_destination_shows_on_the_tool_span_without_the_input(recorded)
     assert spans["select tool"]["opsconductor.selection"] == "named"
     assert spans["server"]["opsconductor.caller_trace_id"] == "caller-7"
     assert spans["server"]["error.type"] == "VALIDATION_ERROR"  # the words make it no host:port
-    reply, _ = pipeline_call(pipeline_servicer(), input="192.0.2.7:22", tool="tcp_check")
+    with tracer.start_as_current_span("server"):
+        reply, _ = pipeline_call(pipeline_servicer(), input="192.0.2.7:22", tool="tcp_check")
     run = spans_by_name(recorded)["run tcp_check"]
     destination = (run["server.address"], run["server.port"], run["opsconductor.destination.allowed"])
     assert destination == ("192.0.2.7", 22, False)
@@ -188,10 +191,74 @@ def test_a_denied_destination_shows_on_the_tool_span_without_the_input(recorded)
 
 
 def test_a_tool_that_ran_has_its_outcome_and_the_selectors_choice(recorded):
-    reply, _ = pipeline_call(pipeline_servicer(), input="sleep 1")
+    with trace.get_tracer("test").start_as_current_span("server"):
+        reply, _ = pipeline_call(pipeline_servicer(), input="sleep 1")
     spans = spans_by_name(recorded)
     assert reply.tool == "delay"
     select = spans["select tool"]
     assert (select["opsconductor.tool"], select["opsconductor.selection"]) == ("delay", "selected")
     assert spans["run delay"]["opsconductor.outcome"] == "ok" and spans["run delay"]["_status"] == "UNSET"
     assert isinstance(spans["select tool"]["opsconductor.selector.cached"], bool)
+
+
+def test_a_call_whose_trace_is_not_sampled_makes_no_spans(recorded):
+    parent = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0xABC, is_remote=True, trace_flags=TraceFlags(0))
+    with trace.use_span(NonRecordingSpan(parent)):
+        reply, context = pipeline_call(pipeline_servicer(), input="sleep 1")
+    assert reply.tool == "delay" and recorded.get_finished_spans() == ()
+    assert context.trailing_value("x-trace-id") == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+# --- client spans --------------------------------------------------------------------------------
+
+
+def _call_under(parent_flags: int | None, body):
+    """Runs `body(call)` inside client_span, under a recording span or a remote parent."""
+    from services.common.rpc_spans import client_span
+
+    async def run():
+        with client_span("/opsconductor.pipeline.v1.PipelineService/Execute", "0" * 31 + "1") as call:
+            return await body(call)
+
+    if parent_flags is None:
+        with trace.get_tracer("test").start_as_current_span("server"):
+            return asyncio.run(run())
+    parent = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0xABC, is_remote=True,
+                         trace_flags=TraceFlags(parent_flags))
+    with trace.use_span(NonRecordingSpan(parent)):
+        return asyncio.run(run())
+
+
+def test_a_sampled_call_has_a_client_span_that_its_callee_hangs_under(recorded):
+    async def body(call):
+        return call
+
+    call = _call_under(None, body)
+    (header,) = [value for key, value in call.metadata if key == "traceparent"]
+    client = next(span for span in recorded.get_finished_spans() if span.kind == trace.SpanKind.CLIENT)
+    assert header[:-3] == f"00-{client.context.trace_id:032x}-{client.context.span_id:016x}"
+    assert int(header[-2:], 16) & 1  # sampled (the SDK also sets W3C's "random trace id" bit)
+    assert client.attributes["rpc.grpc.status_code"] == 0 and client.attributes["rpc.method"] == "Execute"
+
+
+@pytest.mark.parametrize(("raised", "code"), [
+    (asyncio.CancelledError(), 1),
+    (grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "no tool"), 5),
+])
+def test_a_failed_or_cancelled_call_ends_its_client_span_with_that_status(recorded, raised, code):
+    async def body(call):
+        raise raised
+
+    with pytest.raises(type(raised)):
+        _call_under(None, body)
+    client = next(span for span in recorded.get_finished_spans() if span.kind == trace.SpanKind.CLIENT)
+    assert client.attributes["rpc.grpc.status_code"] == code and client.status.status_code.name == "ERROR"
+
+
+def test_an_unsampled_call_carries_its_trace_on_without_a_span(recorded):
+    async def body(call):
+        return call
+
+    call = _call_under(0, body)
+    assert call.span is None and recorded.get_finished_spans() == ()
+    assert dict(call.metadata)["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00"
