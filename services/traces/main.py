@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from services.common import server
 from services.common.config import TracesConfig, traces_config
-from services.traces.otlp import TRACE_SERVICE, TraceReceiver
+from services.traces.otlp import TRACE_SERVICE, TraceReceiver, decode_attributes
 from services.traces.query import serve_query
 from services.traces.store import SpanStore
 
@@ -24,7 +24,7 @@ def run(config: TracesConfig) -> int:
                               common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr)
 
     async def setup(runtime: server.Runtime) -> Callable[[], Awaitable[None]]:
-        store = SpanStore(config.database, config.max_spans, config.max_age_s)
+        store = SpanStore(config.database, config.max_spans, config.max_age_s, decode=decode_attributes)
         receiver = TraceReceiver(store, runtime.registry)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, runtime.server)
         try:

@@ -21,6 +21,7 @@ MAX_NAME = 256
 MAX_ATTRIBUTES = 64
 MAX_KEY = 128
 MAX_VALUE = 1024
+MAX_SPAN_BYTES = 32 * 1024  # a span (attributes, events) larger than this is refused
 _KINDS = {value: name.removeprefix("SPAN_KIND_") for name, value in trace_pb2.Span.SpanKind.items()}
 _STATUSES = {value: name.removeprefix("STATUS_CODE_") for name, value in trace_pb2.Status.StatusCode.items()}
 
@@ -47,13 +48,37 @@ def _record(span: trace_pb2.Span, service: str) -> SpanRecord | None:
         return None
     if len(span.parent_span_id) not in (0, 8) or span.start_time_unix_nano == 0:
         return None
+    encoded = span.SerializeToString()
+    if len(encoded) > MAX_SPAN_BYTES:
+        return None
     return SpanRecord(
         trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
         parent_span_id=span.parent_span_id.hex() if any(span.parent_span_id) else "",
         service=service, name=span.name[:MAX_NAME] or "(unnamed)", kind=_KINDS.get(span.kind, "UNSPECIFIED"),
         start_ns=span.start_time_unix_nano, end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
         status=_STATUSES.get(span.status.code, "UNSET"), status_message=span.status.message[:MAX_VALUE],
-        attributes=_attributes(span.attributes))
+        encoded=encoded)
+
+
+def decode_attributes(encoded: bytes) -> dict[str, str | int | float | bool]:
+    """A stored span's attributes, bounded in number and size (the store's `decode`)."""
+    return _attributes(trace_pb2.Span.FromString(encoded).attributes) if encoded else {}
+
+
+def encode_attributes(attributes: dict[str, str | int | float | bool]) -> bytes:
+    """Attributes of a span made outside OTLP, encoded as a stored span's are."""
+    return trace_pb2.Span(attributes=[common_pb2.KeyValue(key=key, value=_any_value(value))
+                                      for key, value in attributes.items()]).SerializeToString()
+
+
+def _any_value(value: str | int | float | bool) -> common_pb2.AnyValue:
+    if isinstance(value, bool):
+        return common_pb2.AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return common_pb2.AnyValue(int_value=value)
+    if isinstance(value, float):
+        return common_pb2.AnyValue(double_value=value)
+    return common_pb2.AnyValue(string_value=str(value))
 
 
 def _attributes(pairs) -> dict[str, str | int | float | bool]:

@@ -3,11 +3,10 @@ traces. Plain Python; one connection shared by the receiver and the query thread
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 # A trace with more spans than this is answered with its earliest ones (a runaway or hostile
@@ -26,7 +25,7 @@ CREATE TABLE IF NOT EXISTS spans (
     end_ns INTEGER NOT NULL,
     status TEXT NOT NULL,
     status_message TEXT NOT NULL,
-    attributes TEXT NOT NULL,
+    attributes BLOB NOT NULL,
     received_ns INTEGER NOT NULL,
     PRIMARY KEY (trace_id, span_id)
 );
@@ -48,7 +47,10 @@ class SpanRecord:
     end_ns: int
     status: str = "UNSET"  # UNSET, OK or ERROR
     status_message: str = ""
-    attributes: dict[str, str | int | float | bool] = field(default_factory=dict)
+    attributes: Mapping[str, str | int | float | bool] = field(default_factory=dict)  # as read back
+    # The attributes as kept: opaque to the store, encoded and decoded by its user (otlp.py keeps
+    # the span's own OTLP bytes, so an export costs no conversion; only a lookup decodes).
+    encoded: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class TraceSummary:
 
 class SpanStore:
     def __init__(self, path: str, max_spans: int, max_age_s: float,
+                 decode: Callable[[bytes], Mapping[str, str | int | float | bool]] = lambda encoded: {},
                  clock: Callable[[], int] = time.time_ns) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
@@ -76,6 +79,7 @@ class SpanStore:
         self._max_spans = max_spans
         self._max_age_ns = int(max_age_s * 1e9)
         self._clock = clock
+        self._decode = decode
         self._count = self._db.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
 
     def add(self, spans: Iterable[SpanRecord]) -> int:
@@ -83,7 +87,7 @@ class SpanStore:
         pruned. The age bound is applied by `prune`, which the service runs periodically."""
         now = self._clock()
         rows = [(s.trace_id, s.span_id, s.parent_span_id, s.service, s.name, s.kind, s.start_ns, s.end_ns,
-                 s.status, s.status_message, json.dumps(s.attributes, separators=(",", ":")), now) for s in spans]
+                 s.status, s.status_message, s.encoded, now) for s in spans]
         if not rows:
             return 0
         with self._lock:
@@ -125,7 +129,7 @@ class SpanStore:
                 "SELECT trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns, status, "
                 "status_message, attributes FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id LIMIT ?",
                 (trace_id, MAX_SPANS_PER_TRACE)).fetchall()
-        return [SpanRecord(*row[:10], attributes=json.loads(row[10])) for row in rows]
+        return [SpanRecord(*row[:10], attributes=self._decode(row[10])) for row in rows]
 
     def slowest(self, limit: int) -> list[TraceSummary]:
         """The `limit` recent traces that took longest, first to last span end."""

@@ -9,7 +9,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from opsconductor.observability.traces import slowest_text, waterfall_text
-from services.traces.otlp import MAX_ATTRIBUTES, MAX_VALUE, records
+from services.traces.otlp import MAX_ATTRIBUTES, MAX_VALUE, decode_attributes, encode_attributes, records
 from services.traces.store import SpanRecord, SpanStore
 from services.traces.waterfall import waterfall
 
@@ -20,7 +20,11 @@ MS = 1_000_000
 def span(span_id: str, parent: str, start_ms: float, end_ms: float, kind: str = "INTERNAL", service: str = "pipeline",
          trace_id: str = TRACE, **attributes) -> SpanRecord:
     return SpanRecord(trace_id, span_id, parent, service, f"span {span_id}", kind, int(start_ms * MS), int(end_ms * MS),
-                      attributes=attributes)
+                      attributes=attributes, encoded=encode_attributes(attributes))
+
+
+def store(**bounds) -> SpanStore:
+    return SpanStore(":memory:", **{"max_spans": 1000, "max_age_s": 60, **bounds}, decode=decode_attributes)
 
 
 def call_tree() -> list[SpanRecord]:
@@ -62,7 +66,7 @@ def test_valid_spans_are_kept_with_their_service_kind_status_and_attributes():
     assert (record.trace_id, record.span_id, record.parent_span_id) == (TRACE, "01" * 8, "02" * 8)
     assert (record.service, record.kind, record.status) == ("automation", "SERVER", "ERROR")
     assert record.status_message == "boom"
-    assert record.attributes == {"code": 7, "ok": True}
+    assert decode_attributes(record.encoded) == {"code": 7, "ok": True}
 
 
 def test_spans_with_bad_ids_or_no_start_are_rejected_and_counted():
@@ -75,25 +79,32 @@ def test_spans_with_bad_ids_or_no_start_are_rejected_and_counted():
 
 def test_attributes_are_bounded_in_number_and_size():
     many = {f"k{i}": common_pb2.AnyValue(string_value="v" * 5000) for i in range(MAX_ATTRIBUTES + 10)}
-    (record,), _ = records(export(otlp_span(bytes.fromhex(TRACE), b"\x01" * 8, **many)))
-    assert len(record.attributes) == MAX_ATTRIBUTES
-    assert all(len(value) == MAX_VALUE for value in record.attributes.values())
+    few = dict(list(many.items())[:6])
+    (record,), _ = records(export(otlp_span(bytes.fromhex(TRACE), b"\x01" * 8, **few)))
+    shown = decode_attributes(record.encoded)
+    assert all(len(value) == MAX_VALUE for value in shown.values())
+    many_small = {f"k{i}": common_pb2.AnyValue(int_value=i) for i in range(MAX_ATTRIBUTES + 10)}
+    (record,), _ = records(export(otlp_span(bytes.fromhex(TRACE), b"\x01" * 8, **many_small)))
+    assert len(decode_attributes(record.encoded)) == MAX_ATTRIBUTES
+    # A span too big to keep is refused whole (the store's size bound counts spans).
+    assert records(export(otlp_span(bytes.fromhex(TRACE), b"\x01" * 8, **many)))[1] == 1
 
 
 # --- the store -------------------------------------------------------------------------------------
 
 
 def test_a_trace_comes_back_by_start_time_and_a_resent_span_is_kept_once():
-    store = SpanStore(":memory:", max_spans=100, max_age_s=60)
+    spans = store(max_spans=100)
     tree = call_tree()
-    store.add(reversed(tree))
-    store.add(tree[:2])
-    assert [s.span_id for s in store.trace(TRACE)] == [s.span_id for s in tree]
-    assert store.count == len(tree) and store.trace("1" * 32) == []
+    spans.add(reversed(tree))
+    spans.add(tree[:2])
+    assert [s.span_id for s in spans.trace(TRACE)] == [s.span_id for s in tree]
+    assert spans.trace(TRACE)[2].attributes == {"rpc.grpc.status_code": 5}
+    assert spans.count == len(tree) and spans.trace("1" * 32) == []
 
 
 def test_the_size_bound_drops_the_oldest_spans_first():
-    store = SpanStore(":memory:", max_spans=100, max_age_s=60)
+    store = SpanStore(":memory:", max_spans=100, max_age_s=60, decode=decode_attributes)
     for batch in range(3):
         store.add(span(f"{batch:02d}{i:014d}", "", 0, 1, trace_id=f"{batch:032x}") for i in range(60))
     assert store.count == 100
@@ -102,7 +113,7 @@ def test_the_size_bound_drops_the_oldest_spans_first():
 
 def test_the_age_bound_drops_what_arrived_too_long_ago():
     now = [0]
-    store = SpanStore(":memory:", max_spans=1000, max_age_s=10, clock=lambda: now[0])
+    store = SpanStore(":memory:", max_spans=1000, max_age_s=10, decode=decode_attributes, clock=lambda: now[0])
     store.add([span("a" * 16, "", 0, 1, trace_id="1" * 32)])
     now[0] = 5 * 10**9
     store.add([span("b" * 16, "", 0, 1, trace_id="2" * 32)])
@@ -112,7 +123,7 @@ def test_the_age_bound_drops_what_arrived_too_long_ago():
 
 
 def test_the_slowest_traces_come_first_with_their_root_and_errors():
-    store = SpanStore(":memory:", max_spans=1000, max_age_s=60)
+    store = SpanStore(":memory:", max_spans=1000, max_age_s=60, decode=decode_attributes)
     store.add([span("a" * 16, "", 0, 3, service="gateway", trace_id="1" * 32),
                span("b" * 16, "", 0, 30, service="gateway", trace_id="2" * 32),
                span("c" * 16, "b" * 16, 1, 29, trace_id="2" * 32)])
