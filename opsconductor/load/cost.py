@@ -25,6 +25,7 @@ FEATURES: dict[str, dict[str, dict[str, object]]] = {
     # the gateway's default sampling rate, and every call traced.
     "tracing": {"off": {"traces": TraceSpec(sample_percent=None)},
                 f"{DEFAULT_SAMPLE_PERCENT:g} % (default)": {},
+                "10 %": {"traces": TraceSpec(sample_percent=10.0)},
                 "100 %": {"traces": TraceSpec(sample_percent=100.0)}},
     # Another checkout's services (--baseline-source, e.g. a worktree of the last release)
     # against this one's: what a change costs. The gateway is this checkout's in both.
