@@ -1,7 +1,7 @@
-"""The OpenTelemetry SDK of one service: resource, sampler, the grpc.aio server and client
-interceptors of opentelemetry-instrumentation-grpc, and a batched OTLP/gRPC export whose queue
-is bounded. Export runs on the SDK's own thread: a collector that is down or slow only makes
-spans drop, counted in `opsconductor_trace_spans_dropped_total`, never a call wait or fail."""
+"""The OpenTelemetry SDK of one service: resource, sampler, its server spans (rpc_spans.py), and
+a batched OTLP/gRPC export whose queue is bounded. Export runs on the SDK's own thread: a
+collector that is down or slow only makes spans drop, counted in
+`opsconductor_trace_spans_dropped_total`, never a call wait or fail."""
 
 from __future__ import annotations
 
