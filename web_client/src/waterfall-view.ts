@@ -60,21 +60,17 @@ export class TimelineView {
       const drawn = el("span", "span-bar");
       drawn.style.left = `${bar.leftPercent}%`;
       drawn.style.width = `${bar.widthPercent}%`;
-      const row = el(
-        "li",
-        "span-row",
-        label,
-        el("span", "span-track", drawn),
-        el("span", "span-duration", formatDuration(span.durationMs)),
-        el("span", "span-status", status),
-      );
+      const statusCell = el("span", "span-status", status);
+      const row = el("li", "span-row", label, el("span", "span-track", drawn),
+        el("span", "span-duration", formatDuration(span.durationMs)), statusCell);
       row.dataset["service"] = span.service;
       row.dataset["spanId"] = span.spanId;
       row.dataset["depth"] = String(span.depth);
       row.dataset["error"] = String(span.error);
       if (span.slowest) {
+        // In the status column, which long span names cannot push out of sight.
         row.dataset["slowest"] = "true";
-        label.append(el("span", "slowest-mark", " slowest"));
+        statusCell.prepend(el("span", "slowest-mark", "slowest"), " ");
       }
       row.title = [
         `${span.service}: ${span.name}`,
