@@ -265,6 +265,8 @@ def test_narrow_screen_has_no_sideways_scroll(browser: Browser, mesh_stack: Mesh
         page.get_by_label("Input", exact=True).fill("ping")
         page.get_by_role("button", name="Execute", exact=True).click()
         expect(page.locator("#result")).to_have_attribute("data-state", "done", timeout=15_000)
+        # The run's timeline too fits the width (each span on two lines).
+        expect(page.locator("#waterfall")).to_have_attribute("data-settled", "true", timeout=15_000)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         # One column: the result sits below the request form, not beside it.
         form_box = page.locator("#run-form").bounding_box()
