@@ -156,6 +156,8 @@ def test_ping_shows_pong_and_the_trace_id_the_server_returned(sandbox: Sandbox, 
 
 def test_each_run_shows_the_timeline_of_its_call(sandbox: Sandbox, mesh_stack: MeshStack) -> None:
     page = sandbox.page
+    lookups: list[tuple[str, int]] = []
+    page.on("response", lambda r: lookups.append((r.url, r.status)) if "/api/traces/" in r.url else None)
     sandbox.choose_tool("tcp_check")
     page.get_by_label("Input", exact=True).fill(f"127.0.0.1:{mesh_stack.gateway_url.rsplit(':', 1)[1]}")
     with page.expect_request(lambda r: r.url.endswith(EXECUTE_PATH)) as sent:
@@ -165,10 +167,10 @@ def test_each_run_shows_the_timeline_of_its_call(sandbox: Sandbox, mesh_stack: M
     assert re.fullmatch(rf"00-{trace_id}-[0-9a-f]{{16}}-01", traceparent)  # the page forces its runs' traces
 
     timeline = page.locator("#waterfall")
-    # Fetched through the page's own server: the browser never talks to the store.
-    with page.expect_response(lambda r: "/api/traces/" in r.url and r.status == 200):
-        expect(timeline).to_have_attribute("data-settled", "true", timeout=15_000)
+    expect(timeline).to_have_attribute("data-settled", "true", timeout=15_000)
     expect(timeline).to_have_attribute("data-state", "shown")
+    # Fetched through the page's own server: the browser never talks to the store.
+    assert (f"{mesh_stack.page_url}/api/traces/{trace_id}", 200) in lookups, lookups
     expect(timeline).to_have_attribute("data-trace-id", trace_id)
     rows = timeline.locator(".span-row")
     services = [rows.nth(i).get_attribute("data-service") for i in range(rows.count())]
