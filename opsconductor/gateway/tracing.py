@@ -27,7 +27,8 @@ def hcm_tracing(t: TracingSettings) -> dict[str, Any]:
                 {"tag": "opsconductor.pool", "metadata": {
                     "kind": {"host": {}}, "metadata_key": {"key": ENDPOINT_METADATA, "path": [{"key": "pool"}]}}},
                 {"tag": "upstream_attempts", "value": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"},
-                {"tag": "opsconductor.caller_trace_id", "request_header": {"name": "x-trace-id"}},
+                # Not the caller's x-trace-id: unvalidated here, it is put on the automation's
+                # span (and its log lines) once checked.
             ],
             "provider": {
                 "name": "envoy.tracers.opentelemetry",
