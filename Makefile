@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The Exec Sandbox page, built from the committed lockfile (the stack serves web_client/dist).
-web_client/dist/index.html: web_client/package-lock.json $(wildcard web_client/src/*.ts web_client/src/gen/*/*/*/*.ts) web_client/index.html
+web_client/dist/index.html: web_client/package-lock.json $(wildcard web_client/src/*.ts web_client/src/*.css web_client/src/mesh/*.ts web_client/src/mesh/*.css web_client/src/gen/*/*/*/*.ts) web_client/index.html web_client/mesh.html web_client/vite.config.ts
 	cd web_client && npm ci --no-audit --no-fund && npm run build
 
 up: setup

@@ -10,8 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opsconductor import yamltext
-from opsconductor.gateway.variants import NAMESPACE, VARIANTS, configmap_yaml, envoy_yaml
+from opsconductor.gateway.variants import (NAMESPACE, VARIANTS, configmap_yaml, envoy_yaml, sds_configmap_yaml,
+                                           sds_files)
+from opsconductor.identity.certmanager import identity_yaml
+from opsconductor.identity.network import network_policies_yaml
+from opsconductor.observability.dashboards import DASHBOARDS
 from opsconductor.observability.prometheus_config import render_compose
+from opsconductor.observability.view import VIEW_QUERIES_PATH, view_queries_ts
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTOR_CONFIG = "deploy/otel/collector.yaml"
@@ -36,7 +41,13 @@ RENDERS: dict[str, Callable[[], str]] = {
     "deploy/k8s/base/envoy-config.yaml": lambda: configmap_yaml("k8s"),
     "deploy/k8s/production/envoy-config.yaml": lambda: configmap_yaml("production"),
     "deploy/k8s/base/otel-collector-config.yaml": collector_configmap,
+    **{f"envoy/sds/{name}": (lambda name=name: sds_files()[name]) for name in sds_files()},
+    "deploy/k8s/base/envoy-sds.yaml": sds_configmap_yaml,
+    "deploy/k8s/base/identity.yaml": identity_yaml,
+    "deploy/k8s/base/network-policies.yaml": network_policies_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,
+    **DASHBOARDS,
+    VIEW_QUERIES_PATH: view_queries_ts,
 }
 
 

@@ -1,4 +1,4 @@
-// Builds the static page into dist/ and runs the unit tests (Vitest reads the `test` block).
+// Builds the static pages into dist/ and runs the unit tests (Vitest reads the `test` block).
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -9,6 +9,13 @@ export default defineConfig({
     emptyOutDir: true,
     target: "es2022",
     sourcemap: true,
+    // Two pages: the Exec Sandbox (index.html) and the mesh view (mesh.html, served at /mesh).
+    rollupOptions: {
+      input: {
+        index: "index.html",
+        mesh: "mesh.html",
+      },
+    },
   },
   test: {
     include: ["test/**/*.test.ts"],

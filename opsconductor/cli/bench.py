@@ -3,7 +3,7 @@
 It starts its own mesh on free ports and measures, in one run so the ratios compare like with
 like: the pipeline directly and the automation service directly (the floors), the gateway over
 native gRPC and over gRPC-Web (pinned to the stable pool, so the same two processes serve every
-scenario), a steady rate through the gateway, and fast calls while hundreds of slow ones are
+scenario), a steady rate through the gateway, and fast calls while a hundred slow ones are
 held. h2load drives the load when it is installed, a built-in asyncio client otherwise; every
 reply is checked against the serving process's own count of OK calls. `--soak` sends 100,000
 calls and reports memory growth; `--telemetry-cost` compares per-call metrics and logs on/off.
@@ -51,7 +51,8 @@ def add_parsers(commands) -> None:
     bench.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (default 10)")
     bench.add_argument("--concurrency", type=int, default=64, help="concurrent calls (default 64)")
     bench.add_argument("--rate", type=float, default=500.0, help="steady rate through the gateway (default 500/s)")
-    bench.add_argument("--slow-calls", type=int, default=500, help="slow calls held open (default 500)")
+    bench.add_argument("--slow-calls", type=int, default=100,
+                       help="slow calls held open (default 100; a pipeline runs at most TOOL_MAX_WAITING, 128)")
     bench.add_argument("--soak", action="store_true", help="send --soak-calls calls and report memory growth")
     bench.add_argument("--soak-calls", type=int, default=100_000, help="calls in a soak (default 100000)")
     bench.add_argument("--telemetry-cost", action="store_true", help="compare TELEMETRY on and off")

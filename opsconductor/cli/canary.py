@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from opsconductor.cli import stat
 from opsconductor.cli.arguments import add_state_dir
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin, Weights
 from opsconductor.observability import prometheus
@@ -16,7 +17,6 @@ from opsconductor.release import rollout
 from opsconductor.release.analysis import CanaryCriteria
 from opsconductor.stack import control, state
 from opsconductor.stack.weights import set_canary_share
-from services.common.names import POOLS
 
 _PERCENT = re.compile(r"\d{1,3}")
 
@@ -57,14 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    admin = _admin(args)
-    weights, health, calls = admin.weights(), admin.pool_health(), admin.pool_calls()
-    print(f"{'pool':8} {'weight':>7} {'healthy hosts':>14} {'calls':>9} {'gRPC errors':>12}")
-    for pool in POOLS:
-        h, c = health.get(pool), calls[pool]
-        hosts = f"{h.healthy}/{h.total}" if h else "?"
-        print(f"{pool:8} {getattr(weights, pool):>6}% {hosts:>14} {c.total:>9} {c.errors:>12}")
-    return 0
+    """`stat` under the name canary users know: one implementation, two entry points."""
+    return stat.show(args)
 
 
 def _set(args: argparse.Namespace) -> int:
@@ -113,8 +107,20 @@ def _rollout(args: argparse.Namespace) -> int:
     actions = rollout.Actions(set_weight=lambda weight: _set_share(args, weight),
                               promote=lambda: _send(args, {"op": "promote"}),
                               rollback=lambda: _set_share(args, 0))
-    promoted, steps = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
-                                      echo=lambda line: print(line, flush=True))
+    # The mesh view shows the rollout from this record, kept in the state directory.
+    started, seen = time.time(), []
+
+    def observe(steps: list[rollout.Step], outcome: str | None = None) -> None:
+        seen[:] = steps
+        state.write_rollout(args.state_dir, rollout.record(policy, steps, started, outcome))
+
+    try:
+        promoted, steps = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
+                                          echo=lambda line: print(line, flush=True), observe=observe)
+    except BaseException:
+        observe(seen, "interrupted")
+        raise
+    observe(steps, "promoted" if promoted else "rolled back")
     print(rollout.report(steps, "PROMOTED" if promoted else "FAILED: rolled back to stable"))
     return 0 if promoted else 1
 
@@ -133,7 +139,7 @@ def add_parsers(commands) -> None:
     canary.set_defaults(func=run)
     actions = canary.add_subparsers(dest="canary_command", required=True, metavar="ACTION")
     for name, function, text in (
-            ("status", _status, "weights, healthy hosts, calls and gRPC errors per pool"),
+            ("status", _status, "per pool: weight, healthy hosts, request rate, success rate, p50/p95/p99"),
             ("set", _set, "send PERCENT of calls to the canary (a whole number 0-100)"),
             ("rollback", _rollback, "send every call to the stable pool at once"),
             ("promote", _promote, "canary to 100 %, restart the stable pool on its version, then all-stable"),
@@ -143,6 +149,8 @@ def add_parsers(commands) -> None:
         action.set_defaults(action=function)
         add_state_dir(action)
         action.add_argument("--admin", metavar="URL", help="Envoy admin URL, for a gateway not started by `up`")
+        if name == "status":
+            stat.add_stat_arguments(action, with_state_dir=False)
         if name == "set":
             action.add_argument("percent", metavar="PERCENT")
         if name == "bypass":

@@ -15,8 +15,7 @@ import sys
 
 from opsconductor.cli.arguments import add_environment, load_environment
 from opsconductor.observability import prometheus
-from opsconductor.release import slo
-from opsconductor.release.analysis import Slo, millis, percent
+from opsconductor.release.analysis import MAX_ERROR_RATIO, MAX_P95_S, MAX_P99_S, Slo, millis, percent
 from opsconductor.release.gate import UNREACHABLE, USAGE, GatePlan, run_gate
 
 
@@ -50,7 +49,7 @@ def add_parsers(commands) -> None:
     gate.add_argument("minutes", nargs="?", type=float, default=5.0, help="how long to watch (default 5)")
     gate.add_argument("--interval", type=float, default=30.0, help="seconds between readings (default 30)")
     gate.add_argument("--window", help="rate window, e.g. 1m (default: twice the interval)")
-    gate.add_argument("--max-error-rate", type=float, default=slo.MAX_ERROR_RATIO, help="default 0.01")
-    gate.add_argument("--max-p95", type=float, default=slo.MAX_P95_S, help="seconds, default 1")
-    gate.add_argument("--max-p99", type=float, default=slo.MAX_P99_S, help="seconds, default 2")
+    gate.add_argument("--max-error-rate", type=float, default=MAX_ERROR_RATIO, help="default 0.01")
+    gate.add_argument("--max-p95", type=float, default=MAX_P95_S, help="seconds, default 1")
+    gate.add_argument("--max-p99", type=float, default=MAX_P99_S, help="seconds, default 2")
     gate.set_defaults(func=run)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from opsconductor.cli import bench, canary, frontend_check, gate, services, smoke, trace, up
+from opsconductor.cli import bench, canary, certs, frontend_check, gate, services, smoke, stat, trace, up
 
 # Each module adds its own subcommands, in the order `--help` lists them.
-COMMANDS = (services, up, canary, trace, smoke, gate, frontend_check, bench)
+COMMANDS = (services, up, stat, canary, trace, certs, smoke, gate, frontend_check, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from opsconductor.cli.arguments import add_state_dir
+from opsconductor.cli.tls_arguments import add_tls_arguments, tls_spec_from_args
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin
 from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, JwtSettings
 from opsconductor.stack import lifecycle, state, traces
@@ -45,6 +46,7 @@ def add_parsers(commands) -> None:
     up.add_argument("--otlp-endpoint", metavar="URL",
                     help="send spans to this OTLP/gRPC receiver (http://HOST:4317, e.g. an OpenTelemetry "
                          "Collector) instead of the embedded trace store")
+    add_tls_arguments(up)
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.add_argument("--no-page", action="store_true", help="do not serve the Exec Sandbox page")
     up.add_argument("--quiet", action="store_true", help="do not stream the components' logs")
@@ -84,7 +86,8 @@ def spec_from_args(args: argparse.Namespace) -> StackSpec:
                      canary_replicas=args.canary_replicas, stable=version_of(args.stable_source, {}),
                      canary=version_of(args.canary_source, canary_env), scrape_interval_s=args.scrape_interval,
                      with_prometheus=not args.no_prometheus, with_page=not args.no_page,
-                     auto_service_ports=args.service_ports == "auto", envoy_overrides=envoy)
+                     auto_service_ports=args.service_ports == "auto", envoy_overrides=envoy,
+                     tls=tls_spec_from_args(args))
 
 
 def _trace_spec(args: argparse.Namespace) -> traces.TraceSpec:
@@ -108,7 +111,7 @@ def _trace_spec(args: argparse.Namespace) -> traces.TraceSpec:
 def run_up(args: argparse.Namespace) -> int:
     try:
         spec = spec_from_args(args)
-    except (UsageError, NotACheckout) as error:
+    except (UsageError, NotACheckout, ValueError) as error:
         print(f"opsconductor up: {error}", file=sys.stderr)
         return 2
     spec.state_dir.mkdir(parents=True, exist_ok=True)

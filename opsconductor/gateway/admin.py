@@ -120,6 +120,18 @@ class EnvoyAdmin:
             health[pool] = PoolHealth(healthy=healthy, total=len(hosts))
         return health
 
+    def host_health(self) -> dict[str, bool]:
+        """Whether Envoy sends calls to each pool host, by "host:port"."""
+        health = {}
+        for cluster in self._json("/clusters?format=json").get("cluster_statuses", []):
+            if cluster["name"].removesuffix("_pool") not in POOLS or not cluster["name"].endswith("_pool"):
+                continue
+            for host in cluster.get("host_statuses", []):
+                address = host.get("address", {}).get("socket_address", {})
+                health[f"{address.get('address')}:{address.get('port_value')}"] = \
+                    _host_healthy(host.get("health_status", {}))
+        return health
+
     def pool_calls(self, service: str = AUTOMATION_SERVICE) -> dict[str, PoolCalls]:
         """Calls per pool by gRPC status since Envoy started (native gRPC and gRPC-Web).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opsconductor.gateway.tls import upstream_transport_socket
 from opsconductor.gateway.settings import ENDPOINT_METADATA, TYPE_PREFIX, EnvoySettings, Host, duration, socket_address
 from opsconductor.gateway.tracing import collector_cluster
 from services.common.names import AUTOMATION_SERVICE
@@ -55,19 +56,36 @@ def _pool_cluster(s: EnvoySettings, pool: str, hosts: tuple[Host, ...]) -> dict[
             # Readiness, not liveness: NOT_SERVING while the pool's pipeline is down.
             "grpc_health_check": {"service_name": AUTOMATION_SERVICE},
         }],
-        "outlier_detection": {
-            "consecutive_5xx": 5,
-            "consecutive_gateway_failure": 3,
-            "split_external_local_origin_errors": True,
-            "consecutive_local_origin_failure": 3,
-            "interval": "1s",
-            "base_ejection_time": "5s",
-            "max_ejection_percent": 100,
-        },
+        "outlier_detection": _outlier_detection(),
         # The panic threshold is per cluster: at the default 50 % a pool whose only host is
         # down would still get its share. At 0 it gets none and the aggregate fails over.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "circuit_breakers": _circuit_breakers(s),
+        **upstream_transport_socket(s.mesh_tls, pool),
+    }
+
+
+def _outlier_detection() -> dict[str, Any]:
+    # A host is ejected for failing to answer at all: connections refused or reset, or no
+    # answer within Envoy's own timeouts ("local origin" failures). Replies are not counted:
+    # for gRPC, Envoy judges a reply by the HTTP status its grpc-status maps to, and a caller
+    # can earn 5xx ones from a healthy host (DEADLINE_EXCEEDED when the caller's own deadline
+    # ends the call, INTERNAL from grpc itself for a frame flagged compressed with no encoding).
+    # A host whose pipeline is down is found by the readiness health check instead, and its
+    # UNAVAILABLE replies are retried on another host meanwhile.
+    return {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": 3,
+        "enforcing_consecutive_local_origin_failure": 100,
+        "consecutive_5xx": 5,
+        "enforcing_consecutive_5xx": 0,
+        "consecutive_gateway_failure": 3,
+        "enforcing_consecutive_gateway_failure": 0,
+        "enforcing_success_rate": 0,
+        "enforcing_local_origin_success_rate": 0,
+        "interval": "1s",
+        "base_ejection_time": "5s",
+        "max_ejection_percent": 100,
     }
 
 
@@ -88,8 +106,8 @@ def _aggregate_cluster(s: EnvoySettings, name: str, pools: tuple[str, str]) -> d
 
 
 def _circuit_breakers(s: EnvoySettings) -> dict[str, Any]:
-    # Envoy's defaults (1,024 requests, 3 concurrent retries) sit below what a benchmark
-    # drives through the mesh; these are far above it, so they guard only against runaways.
+    # Sized in settings.py. Envoy's own default of 3 retries in flight would turn a pool
+    # killed under load into errors; 64 lets every call in flight then fail over.
     return {"thresholds": [{
         "priority": "DEFAULT",
         "max_connections": s.max_connections,

@@ -11,6 +11,7 @@ from typing import Any
 from opsconductor import yamltext
 from opsconductor.gateway.clusters import clusters
 from opsconductor.gateway.listeners import gateway_listener, stats_listener
+from opsconductor.gateway.tls import bootstrap_node
 from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, socket_address
 from opsconductor.gateway.tracing import runtime_defaults
 
@@ -19,6 +20,7 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
     """The bootstrap config as plain data (write it with `to_yaml`)."""
     s = settings
     return {
+        **bootstrap_node(s.mesh_tls, s.edge_tls),
         "admin": {"address": socket_address(s.admin_address, s.admin_port)},
         "layered_runtime": {
             "layers": [

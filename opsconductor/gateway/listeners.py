@@ -8,10 +8,12 @@ from typing import Any
 from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, RATE_LIMITED_HEADER,
                                           RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, JwtSettings,
                                           duration, socket_address)
+from opsconductor.gateway.tls import edge_transport_socket, stats_transport_socket
 from opsconductor.gateway.tracing import hcm_tracing, name_spans_after_routes
 from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 
 _AUTOMATION_PREFIX = f"/{AUTOMATION_SERVICE}/"
+_HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 # Routes name every method, so an unknown method gets UNIMPLEMENTED from Envoy and callers
 # cannot mint new per-method stat names. Besides the public service: health through the
 # gateway, and reflection so `grpcurl -plaintext GATEWAY list/describe` needs no proto files.
@@ -23,8 +25,11 @@ _OPEN_METHODS = {
 _ALLOW_HEADERS = (
     "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-trace-id,x-canary,authorization,traceparent,tracestate"
 )
-# gRPC and gRPC-Web (binary or base64 text) carrying protobuf: what the services speak.
-_GRPC_CONTENT_TYPE = r"application/grpc(-web(-text)?)?(\+proto)?(;.*)?"
+# gRPC and gRPC-Web (binary or base64 text) carrying protobuf: what the services speak, as the
+# gRPC and gRPC-Web specs write them, with no parameters. Envoy's gRPC-Web filter translates
+# exactly these four gRPC-Web forms; any other (with "; charset=utf-8", say) would pass through
+# untranslated, and the gRPC server would reset it.
+_GRPC_CONTENT_TYPE = r"application/grpc(\+proto)?|application/grpc-web(-text)?(\+proto)?"
 _EXPOSE_HEADERS = (
     f"grpc-status,grpc-message,grpc-status-details-bin,x-trace-id,{RATE_LIMITED_HEADER}"
 )
@@ -39,10 +44,13 @@ def gateway_listener(s: EnvoySettings) -> dict[str, Any]:
         "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(s)},
     }
     hcm = _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")])
+    # One caller connection holds at most this many calls at once (HTTP/2 SETTINGS; a client
+    # queues the rest itself), so one connection cannot take a whole pool's share.
+    hcm["typed_config"]["http2_protocol_options"] = {"max_concurrent_streams": s.max_streams_per_connection}
     if s.tracing is not None:
         hcm["typed_config"].update(hcm_tracing(s.tracing))
         name_spans_after_routes(virtual_host["routes"])
-    return _listener("gateway", s.listen_address, s.listen_port, hcm)
+    return _listener("gateway", s.listen_address, s.listen_port, hcm, edge_transport_socket(s.edge_tls))
 
 
 def stats_listener(s: EnvoySettings) -> dict[str, Any]:
@@ -61,7 +69,7 @@ def stats_listener(s: EnvoySettings) -> dict[str, Any]:
     }
     router = _filter("router", "extensions.filters.http.router.v3.Router", {})
     return _listener("stats", s.stats_address, s.stats_port,
-                     _hcm("stats", virtual_host, [router]))
+                     _hcm("stats", virtual_host, [router]), stats_transport_socket(s.mesh_tls))
 
 
 def _hcm(stat_prefix: str, virtual_host: dict[str, Any], http_filters: list[dict[str, Any]],
@@ -89,14 +97,15 @@ def _hcm(stat_prefix: str, virtual_host: dict[str, Any], http_filters: list[dict
     }
 
 
-def _listener(name: str, address: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+def _listener(name: str, address: str, port: int, hcm: dict[str, Any],
+              tls: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "address": socket_address(address, port),
         # Without this a second Envoy on the same port starts fine and silently takes half
         # the connections; with it the clash fails at start.
         "enable_reuse_port": False,
-        "filter_chains": [{"filters": [hcm]}],
+        "filter_chains": [{"filters": [hcm], **tls}],
     }
 
 
@@ -179,9 +188,11 @@ def _jwt(jwt: JwtSettings) -> dict[str, Any]:
                 "forward": False,
             }
         },
-        # Only tool runs need a token: health, reflection and the stats listener stay open.
-        "rules": [{"match": {"prefix": _AUTOMATION_PREFIX},
-                   "requires": {"provider_name": "opsconductor"}}],
+        # Tool runs need a token, and so do health Watch streams, which hold a connection's
+        # place for as long as the route allows. Health Check (probes), reflection and the
+        # stats listener stay open.
+        "rules": [{"match": {"prefix": _AUTOMATION_PREFIX}, "requires": {"provider_name": "opsconductor"}},
+                  {"match": {"path": _HEALTH_WATCH}, "requires": {"provider_name": "opsconductor"}}],
         "bypass_cors_preflight": True,
     }
 
@@ -239,18 +250,29 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
     # The methods come from the generated stubs, so a new RPC is routed as soon as the stubs
     # are regenerated (and the committed renders' freshness test points at them).
     automation = _methods_regex(AUTOMATION_SERVICE, AUTOMATION_METHODS)
-    # A POST that is neither gRPC nor gRPC-Web in protobuf (a form, JSON, plain text,
-    # grpc-web+json) gets 415 here. Forwarded, the gRPC server resets the stream, Envoy
-    # retries the reset on every host in turn and finally answers 503 as if the service were down.
-    routes: list[dict[str, Any]] = [{
-        "name": "not_grpc",
-        "match": {"prefix": "/", "headers": [
-            {"name": ":method", "string_match": {"exact": "POST"}},
-            {"name": "content-type", "string_match": {"safe_regex": {"regex": _GRPC_CONTENT_TYPE}},
-             "invert_match": True, "treat_missing_header_as_empty": True},
-        ]},
-        "direct_response": {"status": 415},
-    }]
+    # What is not a gRPC or gRPC-Web call in protobuf gets 415 here and never goes upstream:
+    # another method than POST (GET, PUT, ...), or a POST of another content type (a form, JSON,
+    # plain text, grpc-web+json, a type with parameters). Forwarded, the gRPC server resets the
+    # stream, Envoy retries the reset on every host in turn and finally answers 503 as if the
+    # service were down. A CORS preflight (OPTIONS with Access-Control-Request-Method) goes on
+    # to the method routes, where the CORS filter answers it from the virtual host's policy.
+    routes: list[dict[str, Any]] = [
+        {"name": "not_grpc_method",
+         "match": {"prefix": "/", "headers": [
+             {"name": ":method", "string_match": {"safe_regex": {"regex": "POST|OPTIONS"}}, "invert_match": True}]},
+         **_NOT_GRPC_REPLY},
+        {"name": "not_grpc_options",
+         "match": {"prefix": "/", "headers": [
+             {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+             {"name": "access-control-request-method", "present_match": False}]},
+         **_NOT_GRPC_REPLY},
+        {"name": "not_grpc_content_type",
+         "match": {"prefix": "/", "headers": [
+             {"name": ":method", "string_match": {"exact": "POST"}},
+             {"name": "content-type", "string_match": {"safe_regex": {"regex": _GRPC_CONTENT_TYPE}},
+              "invert_match": True, "treat_missing_header_as_empty": True}]},
+         **_NOT_GRPC_REPLY},
+    ]
     # A tester's pin wins over the weights: it goes straight to the pool cluster, with no
     # failover, so a pinned call really ran on the pool it names (or fails saying so).
     for value, pool in (("always", "canary"), ("never", "stable")):
@@ -273,14 +295,28 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
         routes.append({
             "name": service.lower().replace(".", "_"),
             "match": _methods_regex(service, methods),
-            # Health Watch and reflection are streams: no overall bound on their duration.
-            "route": _route_action(s, {"cluster": "stable"}, failover=True, unary=False),
+            # Health Watch and reflection are streams, bounded like every call: a caller
+            # watches again after the bound if it wants to.
+            "route": _route_action(s, {"cluster": "stable"}, failover=True),
         })
     return routes
 
 
-def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool,
-                  unary: bool = True) -> dict[str, Any]:
+# Envoy answers a request whose content type is application/grpc (with "+..." or ";...") in
+# gRPC's own form: HTTP 200 with the 415 turned into grpc-status UNKNOWN. These headers make
+# that INVALID_ARGUMENT with a message saying what is wrong; other requests get a plain 415.
+_NOT_GRPC_REPLY: dict[str, Any] = {
+    "direct_response": {"status": 415},
+    "response_headers_to_add": [
+        {"header": {"key": "grpc-status", "value": "3"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        {"header": {"key": "grpc-message", "value": "not a gRPC call: the gateway takes POST with content type "
+                    "application/grpc or application/grpc-web(-text), +proto or none, with no parameters"},
+         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+    ],
+}
+
+
+def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool) -> dict[str, Any]:
     retry: dict[str, Any] = {
         # gRPC UNAVAILABLE and connection-level failures only: never DEADLINE_EXCEEDED or
         # INTERNAL, which would re-run a tool that may have done its work. CANCELLED too: an
@@ -307,14 +343,14 @@ def _route_action(s: EnvoySettings, target: dict[str, Any], failover: bool,
                 "update_frequency": 1,
             },
         }
-    # A caller's grpc-timeout shortens the route timeout (never lengthens it).
-    stream_limit = {"grpc_timeout_header_max": duration(s.route_timeout_s)}
-    if unary:
-        # Once max_stream_duration is set Envoy ignores the route `timeout` for gRPC calls, so
-        # a call without grpc-timeout would have no bound at all: an upstream that never
-        # answers (a request frame cut short is one) held it through every per-try timeout
-        # and retry. This bounds the whole call, retries included.
-        stream_limit["max_stream_duration"] = duration(s.route_timeout_s)
+    # Once max_stream_duration is set Envoy ignores the route `timeout` for gRPC calls, so a
+    # call would have no bound at all: an upstream that never answers held it through every
+    # per-try timeout and retry. This bounds the whole call, retries included, streams too.
+    # A caller's shorter grpc-timeout goes upstream as it is, and the service ends the call at
+    # that deadline (DEADLINE_EXCEEDED, for gRPC-Web too). Envoy does not time it itself
+    # (grpc_timeout_header_max): its own reply would race the service's, and over gRPC-Web
+    # it reads HTTP 504, UNAVAILABLE, which clients take for "the service is down".
+    stream_limit = {"max_stream_duration": duration(s.route_timeout_s)}
     return {
         **target,
         "timeout": duration(s.route_timeout_s),

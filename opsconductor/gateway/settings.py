@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from opsconductor.gateway.tls import EdgeTls, MeshTls
 from opsconductor.stack.ports import LOCAL_PORTS, replica_ports
 
 # Route-level clusters are named after the pools; the runtime key of a pool's weight is
@@ -78,16 +79,27 @@ class EnvoySettings:
     per_try_timeout_s: int = 31
     num_retries: int = 3
     health_check_interval_s: float = 1.0
+    # Admission (docs/SECURITY.md), sized for this 2-core machine: the mesh serves about 2,500
+    # calls/s of a few ms each there (tens in flight), and each service takes at most 512 calls
+    # at once (MAX_CONCURRENT_RPCS). Per pool: calls in flight, calls waiting for an upstream
+    # connection, upstream connections (HTTP/2 carries hundreds of calls on one) and retries in
+    # flight. The excess is answered at once by Envoy: UNAVAILABLE, "overflow".
+    max_requests: int = 512
+    max_pending_requests: int = 128
+    max_connections: int = 32
+    max_retries: int = 64
+    # Per caller connection: HTTP/2 streams open at once (a client queues the rest itself),
+    # and connections open at once in all.
+    max_streams_per_connection: int = 256
+    max_downstream_connections: int = 4096
     # Far above what this mesh can serve, so only a deliberate setting ever limits anything.
-    max_connections: int = 10_000
-    max_pending_requests: int = 100_000
-    max_requests: int = 100_000
-    max_retries: int = 10_000
-    max_downstream_connections: int = 50_000
     rate_limit_per_s: int = 100_000
     access_log_path: str = "/dev/stdout"
     jwt: JwtSettings | None = field(default=None)
     tracing: TracingSettings | None = None  # None: no spans (the deployment variants set it)
+    # mTLS to the pools and on the stats listener; TLS at the edge (opsconductor/gateway/tls.py).
+    mesh_tls: MeshTls | None = None
+    edge_tls: EdgeTls | None = None
 
     def __post_init__(self) -> None:
         for name in ("listen_address", "admin_address", "stats_address"):
@@ -117,6 +129,10 @@ class EnvoySettings:
             raise ValueError("per_try_timeout_s must not exceed route_timeout_s")
         if self.rate_limit_per_s < 1:
             raise ValueError("rate_limit_per_s must be at least 1")
+        for name in ("max_requests", "max_pending_requests", "max_connections", "max_retries",
+                     "max_streams_per_connection", "max_downstream_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def _is_ip(host: str) -> bool:

@@ -11,12 +11,16 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import grpc
 import psutil
 
 from opsconductor import auth
 from opsconductor.automation.v1 import automation_pb2
+from opsconductor.identity import operator
+from opsconductor.identity.spec import TlsSpec
 from opsconductor.load import grpcweb, h2load
 from opsconductor.load.loadgen import Measurement, Target, closed_loop
 from opsconductor.load.report import machine, targets
@@ -42,7 +46,9 @@ class BenchOptions:
     duration_s: float = 10.0
     concurrency: int = 64
     rate: float = 500.0  # steady rate through the gateway
-    slow_calls: int = 500
+    # Under the lane of tools that wait (TOOL_MAX_WAITING, 128 per pipeline): the slow calls are
+    # pinned to the stable pool's one pipeline, which refuses more at once by design.
+    slow_calls: int = 100
     soak: bool = False
     soak_calls: int = 100_000
     builtin_client: bool = False
@@ -59,6 +65,7 @@ class Endpoint:
     counter_url: str
     web: bool = False
     headers: tuple[str, ...] = ()
+    service: tuple[str, str] | None = None  # (pool, service) called directly, as the operator
 
 
 class Bench:
@@ -68,13 +75,17 @@ class Bench:
         # Whose CPU and memory a scenario reports (by default the stable replica and Envoy).
         self.processes = {name: psutil.Process(stack.children[name].pid) for name in processes}
         stable = next(r.pair for r in stack.replicas if r.pool == "stable")
-        automation_metrics = f"http://{stable.automation_metrics}/metrics"
+        self.state_dir = stack.spec.state_dir
+        # The services' /metrics are HTTPS with client certificates when the mesh runs mTLS.
+        self.metrics_context = operator.ssl_context(self.state_dir)
+        automation_metrics = operator.metrics_url(self.state_dir, stable.automation_metrics)
         gateway = f"127.0.0.1:{stack.spec.ports.gateway}"
         self.endpoints = {
             "pipeline direct": Endpoint("pipeline direct", stable.pipeline_target, PIPELINE_EXECUTE, PIPELINE_PING,
-                                        f"http://{stable.pipeline_metrics}/metrics"),
+                                        operator.metrics_url(self.state_dir, stable.pipeline_metrics),
+                                        service=("stable", "pipeline")),
             "automation direct": Endpoint("automation direct", stable.automation_target, AUTOMATION_EXECUTE, PING,
-                                          automation_metrics),
+                                          automation_metrics, service=("stable", "automation")),
             "gateway gRPC": Endpoint("gateway gRPC", gateway, AUTOMATION_EXECUTE, PING, automation_metrics,
                                      headers=PIN_STABLE),
             "gateway gRPC-Web": Endpoint("gateway gRPC-Web", gateway, AUTOMATION_EXECUTE, PING, automation_metrics,
@@ -85,7 +96,8 @@ class Bench:
 
     def _ok_count(self, endpoint: Endpoint) -> dict[str, float] | None:
         """The server's own count of Execute calls by code; None when it keeps none (TELEMETRY=off)."""
-        handled = prometheus.scrape(endpoint.counter_url).get("grpc_server_handled_total", [])
+        handled = prometheus.scrape(endpoint.counter_url, context=self.metrics_context).get(
+            "grpc_server_handled_total", [])
         if not handled:
             return None
         return {code: sum(s.value for s in handled
@@ -99,7 +111,7 @@ class Bench:
         codes_before = self._ok_count(endpoint)
         cpu_before = self._cpu()
         self_before = _own_cpu()
-        if self.use_h2load:
+        if self.use_h2load and not self._needs_certificate(endpoint):
             clients = concurrency if endpoint.web else max(1, min(8, concurrency // 8))
             if rate:
                 # h2load paces each connection with its own timer: few connections, so the
@@ -114,6 +126,8 @@ class Bench:
         else:
             measurement = self._builtin(endpoint, concurrency, duration_s or 10.0)
             loadgen_cpu, loadgen = _own_cpu() - self_before, "asyncio client"
+            if self._needs_certificate(endpoint):
+                loadgen += " (mTLS as the operator)"
         cpu_after = self._cpu()
         codes_after = self._ok_count(endpoint)
         by_code = {code: int(codes_after[code] - codes_before[code]) for code in codes_after
@@ -138,10 +152,16 @@ class Bench:
               f"server codes {by_code}", file=sys.stderr, flush=True)
         return result
 
+    def _needs_certificate(self, endpoint: Endpoint) -> bool:
+        """A direct call into an mTLS mesh: h2load cannot present a client certificate."""
+        return endpoint.service is not None and operator.has_identities(self.state_dir)
+
     def _builtin(self, endpoint: Endpoint, concurrency: int, duration_s: float) -> Measurement:
         if not endpoint.web:
+            channel = (partial(operator.aio_channel, self.state_dir, pool=endpoint.service[0],
+                               service=endpoint.service[1]) if endpoint.service else grpc.aio.insecure_channel)
             target = Target(endpoint.name, endpoint.address, endpoint.path, endpoint.message,
-                            metadata=tuple(tuple(h.split(": ", 1)) for h in endpoint.headers))
+                            metadata=tuple(tuple(h.split(": ", 1)) for h in endpoint.headers), channel=channel)
             return asyncio.run(closed_loop(target, concurrency, duration_s))
         return _web_closed_loop(endpoint, concurrency, duration_s)
 
@@ -253,7 +273,8 @@ def run_benchmark(options: BenchOptions) -> dict:
                     "duration_s": options.duration_s, "concurrency": options.concurrency}
     with tempfile.TemporaryDirectory(prefix="opsconductor-bench-") as tmp:
         print("starting a mesh for the benchmark …", file=sys.stderr, flush=True)
-        stack = start_stack(Path(tmp))
+        # Its floor scenario calls a pipeline directly, which `up` lets no operator do.
+        stack = start_stack(Path(tmp), tls=TlsSpec(operator_calls_pipeline=True))
         try:
             bench = Bench(stack, use_h2load)
             if options.soak:

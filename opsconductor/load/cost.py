@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from opsconductor.identity.spec import TlsSpec
 from opsconductor.load import h2load
 from opsconductor.load.bench import Bench, start_stack
 from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT
@@ -27,6 +28,9 @@ FEATURES: dict[str, dict[str, dict[str, object]]] = {
                 f"{DEFAULT_SAMPLE_PERCENT:g} % (default)": {},
                 "10 %": {"traces": TraceSpec(sample_percent=10.0)},
                 "100 %": {"traces": TraceSpec(sample_percent=100.0)}},
+    # mTLS on every internal hop (Envoy → automation → pipeline, and the scrapes) against the
+    # same stack in plaintext; the gateway's edge is plaintext in both, as locally by default.
+    "mtls": {"off": {"tls": TlsSpec(mesh=False)}, "on": {}},
     # Another checkout's services (--baseline-source, e.g. a worktree of the last release)
     # against this one's: what a change costs. The gateway is this checkout's in both.
     "checkout": {"baseline": {}, "this checkout": {}},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -24,6 +25,9 @@ class Target:
     payload: bytes = automation_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
     expect: bytes = b"pong"
     metadata: tuple[tuple[str, str], ...] = ()
+    # Makes a channel to the address: plaintext by default; the operator's mTLS channel for a
+    # service of a stack that runs with identities.
+    channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel
 
 
 @dataclass
@@ -55,10 +59,6 @@ class Measurement:
         }
 
 
-def _channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address)
-
-
 async def _one(call, target: Target, measurement: Measurement, timeout: float) -> None:
     begin = time.perf_counter()
     try:
@@ -75,7 +75,7 @@ async def _one(call, target: Target, measurement: Measurement, timeout: float) -
 async def closed_loop(target: Target, concurrency: int, duration_s: float, timeout: float = 30.0,
                       channels: int = 4) -> Measurement:
     """`concurrency` callers, each sending its next call as soon as the last one returns."""
-    pool = [_channel(target.address) for _ in range(channels)]
+    pool = [target.channel(target.address) for _ in range(channels)]
     calls = [ch.unary_unary(target.method) for ch in pool]  # raw bytes both ways: no client-side protobuf work
     measurement = Measurement()
     stop_at = time.perf_counter() + duration_s

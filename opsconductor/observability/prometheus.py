@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,9 +23,11 @@ class Sample:
     value: float
 
 
-def query(base_url: str, expr: str, timeout: float = 10.0) -> list[Sample]:
-    """An instant query; NaN values (0/0 ratios) are returned as they are."""
-    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+def query(base_url: str, expr: str, timeout: float = 10.0, at: float | None = None) -> list[Sample]:
+    """An instant query (now, or at the unix time `at`); NaN values (0/0 ratios) are returned
+    as they are."""
+    params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+    url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.load(response)
@@ -46,9 +49,10 @@ def scalar(base_url: str, expr: str) -> float | None:
     return samples[0].value if samples else None
 
 
-def scrape(metrics_url: str, timeout: float = 10.0) -> dict[str, list[Sample]]:
-    """Every sample on a /metrics page, by sample name (`foo_total`, `bar_bucket`, …)."""
-    with urllib.request.urlopen(metrics_url, timeout=timeout) as response:
+def scrape(metrics_url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> dict[str, list[Sample]]:
+    """Every sample on a /metrics page, by sample name (`foo_total`, `bar_bucket`, …); `context`
+    carries a client certificate for a mesh that serves its metrics over mTLS."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout, context=context) as response:
         text = response.read().decode()
     samples: dict[str, list[Sample]] = {}
     for family in text_string_to_metric_families(text):
@@ -57,7 +61,7 @@ def scrape(metrics_url: str, timeout: float = 10.0) -> dict[str, list[Sample]]:
     return samples
 
 
-def scrape_sum(metrics_url: str, name: str, **labels: str) -> float:
+def scrape_sum(metrics_url: str, name: str, context: ssl.SSLContext | None = None, **labels: str) -> float:
     """The sum of the `name` samples on a /metrics page that carry `labels` (0 when none do)."""
-    return sum(sample.value for sample in scrape(metrics_url).get(name, ())
+    return sum(sample.value for sample in scrape(metrics_url, context=context).get(name, ())
                if all(sample.labels.get(key) == value for key, value in labels.items()))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opsconductor import yamltext
+from services.common import spiffe
 from services.common.names import POOLS
 
 JOBS = ("automation", "pipeline", "envoy")
@@ -65,9 +66,11 @@ def duration(seconds: float) -> str:
 
 
 def build_config(targets: Iterable[ScrapeTarget], *, scrape_interval: float = DEFAULT_INTERVAL_S,
-                 evaluation_interval: float | None = None,
-                 rule_files: Sequence[str] = DEFAULT_RULE_FILES) -> dict[str, Any]:
-    """The configuration as plain data: one scrape job per job name, in JOBS order."""
+                 evaluation_interval: float | None = None, rule_files: Sequence[str] = DEFAULT_RULE_FILES,
+                 tls: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The configuration as plain data: one scrape job per job name, in JOBS order. `tls` maps
+    a job to its `tls_config` (Prometheus's own certificate, the CA, the name to check): that
+    job is scraped over HTTPS with a client certificate."""
     targets = list(targets)
     seen: set[tuple[str, str]] = set()
     for target in targets:
@@ -84,11 +87,12 @@ def build_config(targets: Iterable[ScrapeTarget], *, scrape_interval: float = DE
     for job in JOBS:
         job_targets = [t for t in targets if t.job == job]
         if job_targets:
-            scrape_configs.append(_scrape_config(job, job_targets))
+            scrape_configs.append(_scrape_config(job, job_targets, (tls or {}).get(job)))
     return {"global": global_config, "rule_files": list(rule_files), "scrape_configs": scrape_configs}
 
 
-def _scrape_config(job: str, targets: Sequence[ScrapeTarget]) -> dict[str, Any]:
+def _scrape_config(job: str, targets: Sequence[ScrapeTarget],
+                   tls: Mapping[str, Any] | None = None) -> dict[str, Any]:
     static_configs = []
     for target in targets:
         # Setting `instance` here replaces the address Prometheus would use; `pool` is a
@@ -99,19 +103,23 @@ def _scrape_config(job: str, targets: Sequence[ScrapeTarget]) -> dict[str, Any]:
         if target.pool:
             labels["pool"] = target.pool
         static_configs.append({"targets": [target.address], "labels": labels})
-    return {
+    config: dict[str, Any] = {
         "job_name": job,
         "metrics_path": ENVOY_METRICS_PATH if job == "envoy" else SERVICE_METRICS_PATH,
-        "static_configs": static_configs,
     }
+    if tls:
+        # Prometheus re-reads these files when they change, so renewals need no reload.
+        config.update({"scheme": "https", "tls_config": dict(tls)})
+    config["static_configs"] = static_configs
+    return config
 
 
 def render(targets: Iterable[ScrapeTarget], *, scrape_interval: float = DEFAULT_INTERVAL_S,
            evaluation_interval: float | None = None, rule_files: Sequence[str] = DEFAULT_RULE_FILES,
-           header: str = "") -> str:
+           header: str = "", tls: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """The configuration as YAML text."""
     config = build_config(targets, scrape_interval=scrape_interval, evaluation_interval=evaluation_interval,
-                          rule_files=rule_files)
+                          rule_files=rule_files, tls=tls)
     return yamltext.dump(config, header=header)
 
 
@@ -124,9 +132,23 @@ def compose_targets() -> list[ScrapeTarget]:
     return targets
 
 
+# Where compose mounts Prometheus's own workload certificate (its client certificate).
+COMPOSE_IDENTITY = "/etc/opsconductor/identity"
+# The names each job's certificates carry for every pool (services.common.spiffe.service_name).
+SERVER_NAMES = {"automation": spiffe.service_name("automation"), "pipeline": spiffe.service_name("pipeline"),
+                "envoy": spiffe.service_name("gateway")}
+
+
+def mesh_tls(identity_dir: str) -> dict[str, dict[str, str]]:
+    """Each job's tls_config: Prometheus's certificate and the mesh CA from a workload bundle."""
+    files = {"ca_file": f"{identity_dir}/ca.crt", "cert_file": f"{identity_dir}/tls.crt",
+             "key_file": f"{identity_dir}/tls.key"}
+    return {job: {**files, "server_name": name} for job, name in SERVER_NAMES.items()}
+
+
 def render_compose() -> str:
     """The committed observability/prometheus/prometheus.compose.yml."""
-    return render(compose_targets(), header=_HEADER)
+    return render(compose_targets(), header=_HEADER, tls=mesh_tls(COMPOSE_IDENTITY))
 
 
 def write_config(path: Path, targets: Iterable[ScrapeTarget], **options: Any) -> Path:

@@ -9,19 +9,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opsconductor.release import slo
+from opsconductor.observability import queries as definitions
+from opsconductor.observability.queries import pool_scope
 
 # An instant query's single value, or None when it has no data.
 Query = Callable[[str], float | None]
+
+# Thresholds of the original release gate.
+MAX_ERROR_RATIO = 0.01
+MAX_P95_S = 1.0
+MAX_P99_S = 2.0
 
 
 @dataclass(frozen=True)
 class Slo:
     """The thresholds a deployment must stay under."""
 
-    max_error_ratio: float = slo.MAX_ERROR_RATIO
-    max_p95_s: float = slo.MAX_P95_S
-    max_p99_s: float = slo.MAX_P99_S
+    max_error_ratio: float = MAX_ERROR_RATIO
+    max_p95_s: float = MAX_P95_S
+    max_p99_s: float = MAX_P99_S
 
 
 @dataclass(frozen=True)
@@ -49,10 +55,13 @@ class CanaryCriteria:
 
 
 def queries(window: str, pool: str | None = None) -> dict[str, str]:
-    """The PromQL behind each field of a Reading."""
-    return {"calls": slo.calls(window, pool), "rps": slo.request_rate(window, pool),
-            "error_ratio": slo.error_ratio(window, pool), "p95_s": slo.latency_quantile(0.95, window, pool),
-            "p99_s": slo.latency_quantile(0.99, window, pool)}
+    """The PromQL behind each field of a Reading: the mesh's shared query definitions for one
+    pool (or, without one, the whole service)."""
+    scope = pool_scope(pool)
+    return {"calls": definitions.calls(window, scope), "rps": definitions.request_rate(window, scope),
+            "error_ratio": definitions.error_ratio(window, scope),
+            "p95_s": definitions.latency_quantile(0.95, window, scope),
+            "p99_s": definitions.latency_quantile(0.99, window, scope)}
 
 
 def known(value: float | None) -> float | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opsconductor.identity import operator
 from opsconductor.stack import state
 from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
 
@@ -28,6 +30,8 @@ class Environment:
     automation_metrics_urls: tuple[str, ...] = ()
     # (name, target, gRPC service) of each service process whose readiness is checked directly.
     services: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+    # The operator's client certificate, for /metrics pages served over mTLS (a local stack's).
+    ssl_context: ssl.SSLContext | None = None
 
 
 def load(name: str, config_file: Path = DEFAULT_FILE, state_dir: Path | None = None) -> Environment:
@@ -48,13 +52,13 @@ def from_state(name: str, state_dir: Path) -> Environment:
     if stack is None:
         raise UnknownEnvironment(f"no stack is running from {state_dir.resolve()} (start it with "
                                  f"`opsconductor up --detach`)")
-    automation = tuple(f"http://{r.automation_metrics}/metrics" for r in stack.replicas)
-    pipeline = tuple(f"http://{r.pipeline_metrics}/metrics" for r in stack.replicas)
+    automation = tuple(operator.metrics_url(state_dir, r.automation_metrics) for r in stack.replicas)
+    pipeline = tuple(operator.metrics_url(state_dir, r.pipeline_metrics) for r in stack.replicas)
     services = []
-    for replica in stack.replicas:
-        services.append((replica.component("automation"), replica.automation, AUTOMATION_SERVICE))
-        services.append((replica.component("pipeline"), replica.pipeline, PIPELINE_SERVICE))
+    for replica in stack.replicas:  # readiness on the plaintext health ports: probes need no identity
+        services.append((replica.component("automation"), replica.health("automation"), AUTOMATION_SERVICE))
+        services.append((replica.component("pipeline"), replica.health("pipeline"), PIPELINE_SERVICE))
     return Environment(
         name, stack.endpoint(state.GATEWAY), stack.endpoint(state.PAGE), stack.endpoint(state.PROMETHEUS),
         stack.endpoint(state.ENVOY_ADMIN), metrics_urls=(*automation, *pipeline, stack.endpoint(state.ENVOY_STATS)),
-        automation_metrics_urls=automation, services=tuple(services))
+        automation_metrics_urls=automation, services=tuple(services), ssl_context=operator.ssl_context(state_dir))

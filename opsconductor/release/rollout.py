@@ -56,13 +56,16 @@ def parse_steps(text: str) -> tuple[int, ...]:
 
 def rollout(query: Query, actions: Actions, policy: Policy, echo: Callable[[str], None] = print,
             sleep: Callable[[float], None] = time.sleep,
-            clock: Callable[[], float] = time.monotonic) -> tuple[bool, list[Step]]:
-    """Runs the analysis; returns (promoted, steps)."""
+            clock: Callable[[], float] = time.monotonic,
+            observe: Callable[[list[Step]], object] = lambda steps: None) -> tuple[bool, list[Step]]:
+    """Runs the analysis; returns (promoted, steps). `observe` sees the steps after each change
+    (a weight set, a verdict given), for whoever shows the rollout as it runs."""
     steps: list[Step] = []
     for weight in policy.steps:
         actions.set_weight(weight)
         step = Step(weight)
         steps.append(step)
+        observe(steps)
         echo(f"step {weight} %: watching for {policy.interval_s:g} s …")
         held_since = clock()
         while True:
@@ -70,6 +73,7 @@ def rollout(query: Query, actions: Actions, policy: Policy, echo: Callable[[str]
             step.canary = read(query, policy.window, "canary")
             step.stable = read(query, policy.window, "stable")
             step.verdict, step.reasons = step_verdict(weight, step.canary, step.stable, policy.criteria)
+            observe(steps)
             echo(f"  {weight} %: canary {step.canary.calls:.0f} calls, errors {percent(step.canary.error_ratio)}, "
                  f"p99 {millis(step.canary.p99_s)} → {step.verdict}"
                  f"{': ' + '; '.join(step.reasons) if step.reasons else ''}")
@@ -86,6 +90,19 @@ def rollout(query: Query, actions: Actions, policy: Policy, echo: Callable[[str]
             return False, steps
     actions.promote()
     return True, steps
+
+
+def record(policy: Policy, steps: list[Step], started_at: float, outcome: str | None = None) -> dict:
+    """The rollout as data (what the mesh view reads): running until `outcome` is given."""
+    def reading(value: Reading | None) -> dict | None:
+        return None if value is None else {"calls": value.calls, "rps": value.rps, "error_ratio": value.error_ratio,
+                                           "p95_s": value.p95_s, "p99_s": value.p99_s, "at": value.at}
+
+    return {"running": outcome is None, "outcome": outcome, "started_at": started_at, "updated_at": time.time(),
+            "interval_s": policy.interval_s, "steps": list(policy.steps),
+            "weight": steps[-1].weight if steps else None,
+            "history": [{"weight": s.weight, "verdict": s.verdict, "reasons": list(s.reasons),
+                         "canary": reading(s.canary), "stable": reading(s.stable)} for s in steps]}
 
 
 def report(steps: list[Step], outcome: str) -> str:

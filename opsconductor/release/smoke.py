@@ -5,6 +5,7 @@ and a Prometheus query; each check says exactly what it found or what failed."""
 from __future__ import annotations
 
 import secrets
+import ssl
 import urllib.request
 
 import grpc
@@ -20,8 +21,8 @@ from services.common.names import AUTOMATION_EXECUTE, AUTOMATION_SERVICE
 SERVICE_FAMILIES = ("grpc_server_handled_total", "opsconductor_build_info")
 
 
-def _http_get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def _http_get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
         return response.status, response.read().decode(errors="replace")
 
 
@@ -50,7 +51,7 @@ def checks(env: environments.Environment) -> list[Check]:
         checks.append(("prometheus ready", lambda: _expect_200(f"{env.prometheus_url}/-/ready")))
     for url in env.metrics_urls:
         def metrics_up(url=url) -> str:
-            status, text = _http_get(url)
+            status, text = _http_get(url, env.ssl_context)
             families = ("envoy_",) if "/stats/prometheus" in url else SERVICE_FAMILIES
             missing = [family for family in families if family not in text]
             assert status == 200 and not missing, f"HTTP {status}, missing {missing}"
@@ -99,7 +100,7 @@ def _echo_web(env: environments.Environment) -> str:
 
 def _echo_count(env: environments.Environment) -> float:
     if env.automation_metrics_urls:
-        return sum(prometheus.scrape_sum(url, "ai_requests_total", tool="echo", status="OK")
+        return sum(prometheus.scrape_sum(url, "ai_requests_total", env.ssl_context, tool="echo", status="OK")
                    for url in env.automation_metrics_urls)
     value = prometheus.scalar(env.prometheus_url, 'sum(ai_requests_total{tool="echo",status="OK"})')
     return value or 0.0

@@ -109,8 +109,8 @@ def _component_ok(name: str, stack_state: state.StackState) -> bool:
     replica = stack_state.replica_of(name)
     if replica is not None:
         if name == replica.component("automation"):
-            return health_status(replica.automation, AUTOMATION_SERVICE) == SERVING
-        return health_status(replica.pipeline, PIPELINE_SERVICE) == SERVING
+            return health_status(replica.health("automation"), AUTOMATION_SERVICE) == SERVING
+        return health_status(replica.health("pipeline"), PIPELINE_SERVICE) == SERVING
     url = {"envoy": stack_state.endpoint(state.ENVOY_ADMIN) + "/ready",
            "page": stack_state.endpoint(state.PAGE) + "/healthz",
            "prometheus": stack_state.endpoint(state.PROMETHEUS) + "/-/ready",

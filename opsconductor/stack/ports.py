@@ -9,11 +9,15 @@ from dataclasses import dataclass
 
 # Replica i of a pool listens at base + i; 20 replicas per pool fit without collisions.
 MAX_REPLICAS = 20
+# The health ports serve grpc.health.v1 only, in plaintext, for probes that cannot do TLS.
 REPLICA_BASES = {
-    "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210},
-    "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230},
+    "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210,
+               "automation_health": 9310, "pipeline_health": 9410},
+    "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230,
+               "automation_health": 9330, "pipeline_health": 9430},
 }
-REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics")
+REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics", "automation_health",
+                      "pipeline_health")
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,17 @@ class Ports:
 
 LOCAL_PORTS = Ports()
 
+# Inside a container or pod (compose, Kubernetes) every service listens on the standalone
+# defaults, plus its plaintext health-only port for probes that cannot do TLS.
+CONTAINER_PORTS = {
+    "automation": {"grpc": 3003, "metrics": 9091, "health": 9093},
+    "pipeline": {"grpc": 8001, "metrics": 9092, "health": 9094},
+    "gateway": {"gateway": 3000, "stats": 9902},
+}
+
 
 def replica_ports(pool: str, index: int) -> dict[str, int]:
-    """automation, automation_metrics, pipeline and pipeline_metrics ports of replica `index`."""
+    """Every port of replica `index` (gRPC, metrics and health of both services)."""
     if not 0 <= index < MAX_REPLICAS:
         raise ValueError(f"at most {MAX_REPLICAS} replicas per pool")
     return {name: base + index for name, base in REPLICA_BASES[pool].items()}
@@ -49,7 +61,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_replica_ports() -> dict[str, int]:
-    """Free ports for one replica's four listeners, instead of the table's."""
+    """Free ports for one replica's listeners, instead of the table's."""
     return {name: free_port() for name in REPLICA_PORT_NAMES}
 
 

@@ -27,7 +27,7 @@ class ServicePair:
 
     name: str  # prefix of both process names, e.g. "stable-1"
     pool: str
-    ports: dict[str, int]  # automation, automation_metrics, pipeline, pipeline_metrics
+    ports: dict[str, int]  # automation, automation_metrics, pipeline, pipeline_metrics, *_health
     pipeline: Child
     automation: Child
 
@@ -39,6 +39,10 @@ class ServicePair:
     def pipeline_target(self) -> str:
         return f"127.0.0.1:{self.ports['pipeline']}"
 
+    def health_target(self, service: str) -> str:
+        """Where `service`'s health is read: its plaintext health port when it has one."""
+        return f"127.0.0.1:{self.ports.get(f'{service}_health') or self.ports[service]}"
+
     @property
     def automation_metrics(self) -> str:
         return f"127.0.0.1:{self.ports['automation_metrics']}"
@@ -49,11 +53,11 @@ class ServicePair:
 
     def start_pipeline(self, timeout: float = START_TIMEOUT_S) -> None:
         self.pipeline.start()
-        self.pipeline.wait_healthy(self.pipeline_target, PIPELINE_SERVICE, timeout)
+        self.pipeline.wait_healthy(self.health_target("pipeline"), PIPELINE_SERVICE, timeout)
 
     def start_automation(self, timeout: float = START_TIMEOUT_S) -> None:
         self.automation.start()
-        self.automation.wait_healthy(self.automation_target, AUTOMATION_SERVICE, timeout)
+        self.automation.wait_healthy(self.health_target("automation"), AUTOMATION_SERVICE, timeout)
 
     def start(self, timeout: float = START_TIMEOUT_S) -> ServicePair:
         """Both processes, pipeline first (the automation is ready only once its pipeline is)."""
@@ -78,11 +82,18 @@ def service_pair(log_dir: Path, name: str = "", *, pool: str = "stable", ports: 
     common = {"POOL": pool, **(env or {})}
     pipeline = Child(f"{prefix}pipeline", command("pipeline"), {
         **common, "PIPELINE_GRPC_ADDR": f"127.0.0.1:{ports['pipeline']}",
-        "PIPELINE_METRICS_ADDR": f"127.0.0.1:{ports['pipeline_metrics']}", **(pipeline_env or {})},
+        "PIPELINE_METRICS_ADDR": f"127.0.0.1:{ports['pipeline_metrics']}", **_health_env(ports, "pipeline"),
+        **(pipeline_env or {})},
         log_dir / f"{prefix}pipeline.log", cwd=cwd)
     automation = Child(f"{prefix}automation", command("automation"), {
         **common, "AUTOMATION_GRPC_ADDR": f"127.0.0.1:{ports['automation']}",
         "AUTOMATION_METRICS_ADDR": f"127.0.0.1:{ports['automation_metrics']}",
-        "PIPELINE_TARGET": f"127.0.0.1:{ports['pipeline']}", **(automation_env or {})},
+        "PIPELINE_TARGET": f"127.0.0.1:{ports['pipeline']}", **_health_env(ports, "automation"),
+        **(automation_env or {})},
         log_dir / f"{prefix}automation.log", cwd=cwd)
     return ServicePair(name, pool, ports, pipeline, automation)
+
+
+def _health_env(ports: Mapping[str, int], service: str) -> dict[str, str]:
+    port = ports.get(f"{service}_health")
+    return {f"{service.upper()}_HEALTH_ADDR": f"127.0.0.1:{port}"} if port else {}

@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from opsconductor.identity.spec import TlsSpec
 from opsconductor.stack.ports import Ports
 from opsconductor.stack.traces import TraceSpec
 
@@ -66,6 +67,7 @@ class StackSpec:
     log_level: str = "INFO"
     auto_service_ports: bool = False  # free ports for the services instead of the port table
     traces: TraceSpec = TraceSpec()  # sampling, and the local store or a real backend
+    tls: TlsSpec = TlsSpec()  # mTLS inside the mesh (on), TLS at the edge (off)
 
     def version(self, pool: str) -> Version:
         return self.stable if pool == "stable" else self.canary

@@ -15,6 +15,7 @@ DEFAULT_STATE_DIR = Path(os.environ.get("OPSCONDUCTOR_STATE_DIR", ".opsconductor
 STATE_FILE = "stack.json"
 WEIGHTS_FILE = "weights.json"
 CONTROL_SOCKET = "control.sock"
+ROLLOUT_FILE = "rollout.json"  # the canary rollout in progress (or the last one), for the mesh view
 
 # Endpoint keys, and how `up` shows each one.
 GATEWAY, ENVOY_ADMIN, ENVOY_STATS, PAGE, PROMETHEUS = "gateway", "envoy_admin", "envoy_stats", "page", "prometheus"
@@ -56,6 +57,12 @@ class ReplicaState:
     pipeline_metrics: str
     version: str
     source: str
+    automation_health: str = ""  # plaintext grpc.health.v1 only
+    pipeline_health: str = ""
+
+    def health(self, service: str) -> str:
+        """Where `service`'s health is read (its plaintext health port; its gRPC port before those existed)."""
+        return getattr(self, f"{service}_health") or getattr(self, service)
 
     def component(self, service: str) -> str:
         """The component key of this replica's automation or pipeline process."""
@@ -73,6 +80,8 @@ class StackState:
     replicas: list[ReplicaState]
     control_socket: str
     ready: bool = False
+    tls: bool = False  # mTLS inside the mesh; the operator's identity is in the state directory
+    gateway_tls: bool = False  # the gateway's edge listener speaks TLS
 
     def endpoint(self, key: str) -> str:
         """The endpoint's address, or "" when the stack runs without it."""
@@ -99,7 +108,8 @@ class StackState:
             return cls(supervisor_pid=data["supervisor_pid"], ports=data["ports"], endpoints=data["endpoints"],
                        components={name: ComponentState(**c) for name, c in data["components"].items()},
                        replicas=[ReplicaState(**r) for r in data["replicas"]],
-                       control_socket=data["control_socket"], ready=data.get("ready", False))
+                       control_socket=data["control_socket"], ready=data.get("ready", False),
+                       tls=data.get("tls", False), gateway_tls=data.get("gateway_tls", False))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -127,6 +137,11 @@ def read_weights(state_dir: Path) -> Weights | None:
 
 def write_weights(state_dir: Path, weights: Weights) -> None:
     _write_json(state_dir / WEIGHTS_FILE, asdict(weights))
+
+
+def write_rollout(state_dir: Path, record: dict) -> None:
+    """What the mesh view shows of the rollout: its steps, the weight and verdicts so far."""
+    _write_json(state_dir / ROLLOUT_FILE, record)
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from opsconductor.gateway import admin as envoy_admin
 from opsconductor.gateway.config import EnvoySettings, render, to_yaml
 from opsconductor.gateway.variants import local_settings
+from opsconductor.identity import stack as identity
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
 from opsconductor.stack import state, traces
@@ -74,6 +75,8 @@ class Stack:
         self._lock = threading.RLock()  # components change under the control thread too
         self.ready = False  # set once every component serves and the control socket listens
         self.admin = envoy_admin.EnvoyAdmin(f"http://127.0.0.1:{spec.ports.envoy_admin}")
+        self.identity: identity.MeshIdentity | None = None  # the mesh's certificates, once issued
+        self.tls = identity.effective_tls(spec.tls, (spec.stable.source, spec.canary.source), echo)
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -84,8 +87,7 @@ class Stack:
             ports["page"] = self.spec.ports.page
         if self.prometheus_binary():
             ports["Prometheus"] = self.spec.ports.prometheus
-        if self.spec.traces.local_store:
-            ports.update(traces.store_ports(self.spec.ports))
+        ports.update(traces.required_ports(self.spec.traces, self.spec.ports))
         for replica in self.replicas:
             ports.update({f"{replica.name} {use}": port for use, port in replica.ports.items()})
         return ports
@@ -95,6 +97,7 @@ class Stack:
         check_free(self.required_ports())
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
+            self.identity = identity.start_identity(self.spec.state_dir, self.tls)
             if self.spec.traces.local_store:
                 self._start_trace_store()
             for replica in self.replicas:
@@ -128,8 +131,14 @@ class Stack:
                                      "PYTHONPATH": str(version.source),
                                      **traces.service_env(self.spec.traces, self.spec.ports),
                                      **self.spec.service_env, **version.env},
-            pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline"},
-            automation_env={"INSTANCE_NAME": f"{replica.name}-automation"})
+            # Every port of the stack, so the tools never reach the gateway, admin, metrics,
+            # Prometheus or the trace collector.
+            pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline",
+                          "MESH_PORTS": ",".join(map(str, sorted({
+                              *self.required_ports().values(), *traces.mesh_ports(self.spec.traces)}))),
+                          **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
+            automation_env={"INSTANCE_NAME": f"{replica.name}-automation",
+                            **identity.service_env(self.identity, self.tls, replica.pool, "automation")})
         for child, start in ((pair.pipeline, pair.start_pipeline), (pair.automation, pair.start_automation)):
             with self._lock:
                 self.children[child.name] = child
@@ -145,7 +154,8 @@ class Stack:
             admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
             access_log_path=str(self.logs / "envoy-access.log"),
-            tracing=traces.envoy_tracing(self.spec.traces, ports), **self.spec.envoy_overrides)
+            tracing=traces.envoy_tracing(self.spec.traces, ports),
+            **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
 
     def _start_envoy(self) -> None:
         config = self.spec.state_dir / "envoy.yaml"
@@ -171,29 +181,35 @@ class Stack:
             self.echo(f"envoy: re-applied saved weights stable {saved.stable} / canary {saved.canary}")
         self.endpoints[state.GATEWAY] = f"127.0.0.1:{self.spec.ports.gateway}"
         self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{self.spec.ports.envoy_admin}"
-        self.endpoints[state.ENVOY_STATS] = f"http://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
+        scheme = "https" if self.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
+        self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
 
     def _start_trace_store(self) -> None:
-        from services.traces.otlp import TRACE_SERVICE  # the store's own module: only when it runs
-
-        store = self._child(traces.STORE, traces.store_argv(), traces.store_env(self.spec.ports, self.spec.state_dir),
-                            cwd=ROOT)
-        store.wait_healthy(f"127.0.0.1:{self.spec.ports.traces_otlp}", TRACE_SERVICE, START_TIMEOUT_S)
-        self.endpoints[state.TRACES] = traces.query_url(self.spec.ports)
+        self.endpoints[state.TRACES] = traces.start_store(self._child, self.spec.ports, self.spec.state_dir,
+                                                          START_TIMEOUT_S)
 
     def page_available(self) -> bool:
         return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
 
     def _start_page(self) -> None:
         url = f"http://127.0.0.1:{self.spec.ports.page}"
-        # The page shows each run's waterfall from the local store, fetched through its own server.
-        store = ["--traces-url", traces.query_url(self.spec.ports)] if self.spec.traces.local_store else []
+        # The mesh view reads Prometheus (started after the page, on a port known now) and the
+        # state file a running rollout keeps.
+        prometheus = f"http://127.0.0.1:{self.spec.ports.prometheus}" if self.prometheus_binary() else ""
         page = self._child("page", [sys.executable, "-m", "services", "page", "--directory",
                                     str(ROOT / "web_client" / "dist"), "--addr", f"127.0.0.1:{self.spec.ports.page}",
-                                    "--gateway-url", f"http://127.0.0.1:{self.spec.ports.gateway}", *store], {},
-                           cwd=ROOT)
+                                    "--gateway-url", self.gateway_url(),
+                                    "--prometheus-url", prometheus,
+                                    "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE),
+                                    *traces.page_args(self.spec.traces, self.spec.ports)],
+                           {}, cwd=ROOT)
         wait_for(lambda: _http_ok(f"{url}/healthz", page), START_TIMEOUT_S, "the page server")
         self.endpoints[state.PAGE] = url
+
+    def gateway_url(self) -> str:
+        """The gateway as a browser calls it (https when the edge speaks TLS)."""
+        scheme = "https" if self.tls.edge else "http"
+        return f"{scheme}://127.0.0.1:{self.spec.ports.gateway}"
 
     def prometheus_binary(self) -> str | None:
         return shutil.which("prometheus") if self.spec.with_prometheus else None
@@ -206,7 +222,8 @@ class Stack:
                 targets.append(ScrapeTarget(service, replica.pool, f"{replica.name}-{service}",
                                             f"127.0.0.1:{replica.ports[service + '_metrics']}"))
         prometheus_config.write_config(config, targets, scrape_interval=self.spec.scrape_interval_s,
-                                       rule_files=(str(RULE_FILES),))
+                                       rule_files=(str(RULE_FILES),),
+                                       tls=identity.prometheus_tls(self.identity, self.tls))
         storage = self.spec.state_dir / "prometheus-data"
         url = f"http://127.0.0.1:{self.spec.ports.prometheus}"
         prometheus = self._child("prometheus", [
@@ -235,6 +252,8 @@ class Stack:
             for name, child in reversed(list(self.children.items())):
                 code = child.stop(signal.SIGTERM, timeout=20)
                 _LOGGER.info("stopped %s (exit code %s)", name, code)
+            if self.identity is not None:
+                self.identity.stop()
 
     # --- changes while running -------------------------------------------------------------------
 
@@ -250,6 +269,10 @@ class Stack:
             self.stop_components(command["components"])
         elif op == "start":
             self.start_components(command["components"])
+        elif op == "rotate":
+            if self.identity is None:
+                raise ValueError("this stack runs without certificates")
+            say(f"renewed {', '.join(self.identity.rotate())}; picked up without a restart")
         else:
             raise ValueError(f"unknown command {op!r}")
 
@@ -350,9 +373,11 @@ class Stack:
                     pipeline=f"127.0.0.1:{r.ports['pipeline']}",
                     automation_metrics=f"127.0.0.1:{r.ports['automation_metrics']}",
                     pipeline_metrics=f"127.0.0.1:{r.ports['pipeline_metrics']}",
-                    version=r.version.version, source=str(r.version.source)) for r in self.replicas],
+                    version=r.version.version, source=str(r.version.source),
+                    automation_health=f"127.0.0.1:{r.ports['automation_health']}",
+                    pipeline_health=f"127.0.0.1:{r.ports['pipeline_health']}") for r in self.replicas],
                 control_socket=str(self.spec.state_dir / state.CONTROL_SOCKET),
-                ready=self.ready,
+                ready=self.ready, tls=self.tls.mesh, gateway_tls=self.tls.edge,
             )
 
 

@@ -1,15 +1,23 @@
 """Traces in the local stack: where every component sends its spans (the embedded trace store,
 or a real backend given with `up --otlp-endpoint`), the share of calls the gateway samples, and
-the store's own process. The supervisor asks this module; it holds no state of its own."""
+the store's own process. The supervisor asks this module (one call per concern: ports, service
+and Envoy settings, the page's flags, starting the store); it holds no state of its own."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, TracingSettings
 from opsconductor.stack.ports import Ports
+
+if TYPE_CHECKING:  # the spec imports this module: it needs no process machinery
+    from opsconductor.stack.processes import Child
+
+_ROOT = Path(__file__).resolve().parents[2]  # the checkout: the store runs this one's code
 
 STORE = "traces"  # the store's component name
 # Spans wait at most this long in a service before export: the page shows a call's waterfall
@@ -79,6 +87,34 @@ def envoy_tracing(spec: TraceSpec, ports: Ports) -> TracingSettings | None:
 
 def store_argv() -> list[str]:
     return [sys.executable, "-m", "services", STORE]
+
+
+# (name, argv, env, cwd) -> the started child: how the supervisor starts any component.
+StartChild = Callable[[str, list[str], dict[str, str], Path], "Child"]
+
+
+def start_store(start_child: StartChild, ports: Ports, state_dir: Path, timeout_s: float) -> str:
+    """Starts the store as component STORE and waits for its health; returns its query URL."""
+    from services.traces.otlp import TRACE_SERVICE  # the store's own module: only when it runs
+
+    store = start_child(STORE, store_argv(), store_env(ports, state_dir), _ROOT)
+    store.wait_healthy(f"127.0.0.1:{ports.traces_otlp}", TRACE_SERVICE, timeout_s)
+    return query_url(ports)
+
+
+def required_ports(spec: TraceSpec, ports: Ports) -> dict[str, int]:
+    """The ports `up` needs free for traces: the local store's, when it runs one."""
+    return store_ports(ports) if spec.local_store else {}
+
+
+def mesh_ports(spec: TraceSpec) -> set[int]:
+    """Ports the tools must never reach beyond the stack's own: a real backend's collector."""
+    return {collector(spec, Ports())[1]} if spec.enabled and spec.otlp_endpoint else set()
+
+
+def page_args(spec: TraceSpec, ports: Ports) -> list[str]:
+    """The page shows each run's waterfall from the local store, fetched through its own server."""
+    return ["--traces-url", query_url(ports)] if spec.local_store else []
 
 
 def store_env(ports: Ports, state_dir: Path) -> dict[str, str]:

@@ -17,13 +17,16 @@ from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 def run(config: AutomationConfig) -> int:
     spec = server.ServiceSpec(
         name="automation", grpc_service=AUTOMATION_SERVICE, methods=AUTOMATION_METHODS,
-        common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr)
+        common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr,
+        health_addr=config.health_addr)
 
     async def setup(runtime: server.Runtime) -> Callable[[], Awaitable[None]]:
         metrics = ExecuteMetrics(runtime.registry) if config.common.telemetry else None
         # Readiness follows the pipeline's: a gateway stops sending calls this instance cannot serve.
         pipeline = PipelineClient(config.pipeline_target, on_readiness=runtime.set_ready,
-                                  on_tools=metrics.learn_tools if metrics else (lambda names: None))
+                                  on_tools=metrics.learn_tools if metrics else (lambda names: None),
+                                  certificates=runtime.transport.watcher, pool=config.common.pool,
+                                  drain_s=config.execute_timeout_s + 1)
         servicer = AutomationServicer(config, pipeline, metrics)
         automation_pb2_grpc.add_AutomationServiceServicer_to_server(servicer, runtime.server)
         pipeline.start()

@@ -1,5 +1,5 @@
 """The automation service's call metrics: ai_requests_total, ai_request_duration_seconds
-(with the trace id as exemplar) and ai_request_errors_total."""
+and ai_request_errors_total (both with the call's trace id as exemplar)."""
 
 from __future__ import annotations
 
@@ -31,16 +31,26 @@ class ExecuteMetrics:
         for name in names:
             if name not in self._known_tools:
                 self._known_tools.add(name)
-                self._requests.labels(name, "OK")
+                # Every series a call of this tool can touch exists from now on, so no call
+                # changes how many series there are.
+                for code in PRECREATED_CODES:
+                    self._requests.labels(name, code)
+                for reason in ERROR_REASONS:
+                    self._errors.labels(name, reason)
                 self._duration.labels(name)
 
     def tool_label(self, name: str) -> str:
         return name if name in self._known_tools else NO_TOOL
 
-    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str | None) -> None:
-        """`trace_id` (the OpenTelemetry trace id) becomes the sample's exemplar when given."""
+    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str,
+                sampled: bool = True) -> None:
+        """`trace_id` (the OpenTelemetry trace id) is the exemplar of a failure, and of the
+        latency sample when the call's spans were recorded (`sampled`): a latency exemplar
+        should point at a trace a backend can show."""
         label = self.tool_label(tool)
         self._requests.labels(label, code).inc()
-        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id} if trace_id else None)
+        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id} if sampled else None)
         if reason is not None:
-            self._errors.labels(label, reason).inc()
+            # Every failure's trace id, sampled or not: it finds the call's log lines and its
+            # line in Envoy's access log, and its timeline too when it was sampled.
+            self._errors.labels(label, reason).inc(exemplar={"trace_id": trace_id})

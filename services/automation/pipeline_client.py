@@ -11,8 +11,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-from services.common import rpc_spans, status
+from services.common import rpc_spans, spiffe, status
+from services.common.certificates import CertificateWatcher, Material
 from services.common.errors import MeshError
+from services.common.mtls import channel_credentials
 from services.common.names import PIPELINE_EXECUTE, PIPELINE_LIST_TOOLS, PIPELINE_SERVICE
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,15 +37,42 @@ class UpstreamError(MeshError):
 
 
 class PipelineClient:
+    """`certificates` given: mTLS as this workload, and the pipeline must prove it is `pool`'s
+    (its certificate's name is checked, wherever the target points); a renewed certificate
+    moves new calls to a new channel while the old one drains its calls (`drain_s`)."""
+
     def __init__(self, target: str, on_readiness: Callable[[bool], Awaitable[None]],
-                 on_tools: Callable[[list[str]], None] = lambda names: None) -> None:
+                 on_tools: Callable[[list[str]], None] = lambda names: None, *,
+                 certificates: CertificateWatcher | None = None, pool: str = "stable",
+                 drain_s: float = 30.0) -> None:
         self.target = target
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._stub = pipeline_pb2_grpc.PipelineServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._options = CHANNEL_OPTIONS
+        if certificates is not None:
+            self._options += (("grpc.ssl_target_name_override", spiffe.server_name(pool, "pipeline")),)
+            certificates.subscribe(self._renewed)
+        self._connect(certificates.material if certificates else None)
+        self._draining: set[asyncio.Task[None]] = set()
+        self._drain_s = drain_s
         self._on_readiness = on_readiness
         self._on_tools = on_tools
         self._watcher: asyncio.Task[None] | None = None
+
+    def _connect(self, material: Material | None) -> None:
+        if material is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+        else:
+            self._channel = grpc.aio.secure_channel(self.target, channel_credentials(material), options=self._options)
+        self._stub = pipeline_pb2_grpc.PipelineServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def _renewed(self, material: Material) -> None:
+        # grpc has no reloading client credentials: calls from now on go over a new channel
+        # (a new handshake with the new certificate); the old one finishes what it carries.
+        old = self._channel
+        self._connect(material)
+        task = asyncio.create_task(old.close(grace=self._drain_s), name="pipeline-channel-drain")
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
 
     def start(self) -> None:
         self._watcher = asyncio.create_task(self._watch(), name="pipeline-health-watch")
@@ -52,6 +81,8 @@ class PipelineClient:
         if self._watcher is not None:
             self._watcher.cancel()
         await self._channel.close()
+        for task in list(self._draining):
+            task.cancel()
 
     async def execute(self, request: pipeline_pb2.ExecuteRequest, trace_id: str,
                       timeout_s: float) -> pipeline_pb2.ExecuteResponse:
@@ -73,6 +104,7 @@ class PipelineClient:
         """Follows the pipeline's readiness for as long as the service runs."""
         request = health_pb2.HealthCheckRequest(service=PIPELINE_SERVICE)
         while True:
+            channel = self._channel
             try:
                 # wait_for_ready: while the pipeline is down, wait for it instead of failing in a loop.
                 async for reply in self._health.Watch(request, wait_for_ready=True):
@@ -82,7 +114,13 @@ class PipelineClient:
                     await self._on_readiness(serving)
                     _LOGGER.info("pipeline readiness", extra={"target": self.target, "serving": serving})
             except grpc.aio.AioRpcError as error:
+                if channel is not self._channel:
+                    continue  # a renewed certificate's channel took over: no readiness flap
                 _LOGGER.info("pipeline health watch ended", extra={"target": self.target, "code": error.code().name})
+            except asyncio.CancelledError:
+                if channel is self._channel:
+                    raise
+                continue  # the drained channel's watch was cut: follow the new one
             await self._on_readiness(False)
             await asyncio.sleep(_WATCH_RETRY_S)  # the channel's own backoff paces reconnects
 
@@ -100,11 +138,17 @@ def _translate(error: grpc.aio.AioRpcError, timeout_s: float) -> UpstreamError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return UpstreamError("TIMEOUT", f"the pipeline did not answer within {timeout_s:.3g} s")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return UpstreamError("BAD_GATEWAY", f"the pipeline is unavailable: {error.details()}")
+        # grpc's details name the pipeline's address ("ipv4:127.0.0.1:8010: Failed to connect"):
+        # logged here, never shown to public callers.
+        _LOGGER.info("pipeline unavailable", extra={"code": code.name, "details": error.details()})
+        return UpstreamError("BAD_GATEWAY", "the pipeline is unavailable; retry shortly")
     info = status.error_info(error)
     if (info is not None and info.domain == status.DOMAIN
             and status.STATUS_BY_REASON.get(info.reason) == code):
         metadata = {key: value for key, value in info.metadata.items() if key != "trace_id"}
         return UpstreamError(info.reason, error.details() or "", **metadata)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # grpc's own limit (calls in flight, metadata size) answered before any servicer ran.
+        return UpstreamError("OVERLOADED", "the pipeline is at its limit of calls in flight; retry later")
     _LOGGER.error("unexpected pipeline error", extra={"code": code.name, "details": error.details()})
     return UpstreamError("INTERNAL_ERROR", "the pipeline failed unexpectedly")

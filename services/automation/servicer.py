@@ -12,7 +12,7 @@ import grpc
 from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
 from opsconductor.pipeline.v1 import pipeline_pb2
 from services.automation.metrics import NO_TOOL, ExecuteMetrics
-from services.automation.pipeline_client import PipelineClient, UpstreamError
+from services.automation.pipeline_client import PipelineClient
 from services.common import status, tracing
 from services.common.config import AutomationConfig
 from services.common.errors import MeshError, ValidationError
@@ -20,9 +20,11 @@ from services.common.validation import check_execute
 
 _LOGGER = logging.getLogger(__name__)
 
-# Time kept back from the caller's deadline, so this service, not the caller's library,
-# reports the timeout with its ErrorInfo and trace id.
-DEADLINE_MARGIN_S = 0.1
+# When the caller's deadline is the shorter one, the pipeline call gets a little more than it:
+# the caller's own deadline then ends the call (grpc cancels this handler, and the pipeline call
+# with it), so a deadline the caller chose is its own outcome (CANCELLED here), never a timeout
+# this service reports as its fault. DEADLINE_EXCEEDED from this service means EXECUTE_TIMEOUT_S.
+CALLER_DEADLINE_SLACK_S = 0.05
 
 
 class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
@@ -84,21 +86,17 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
             for tool in reply.tools])
 
     def _pipeline_timeout(self, context: grpc.aio.ServicerContext) -> float:
-        """min(EXECUTE_TIMEOUT_S, the caller's remaining time less a margin)."""
-        timeout = self._timeout_s
+        """min(EXECUTE_TIMEOUT_S, the caller's remaining time plus a little)."""
         remaining = context.time_remaining()
-        if remaining is not None:
-            timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
-        if timeout <= 0:
-            raise UpstreamError("TIMEOUT", "the caller's deadline leaves no time to run the tool")
-        return timeout
+        if remaining is None:
+            return self._timeout_s
+        return min(self._timeout_s, max(remaining, 0.0) + CALLER_DEADLINE_SLACK_S)
 
     def _record(self, tool: str, code: str, reason: str | None, start: float, trace_id: str) -> None:
         if self._metrics is None:
             return
         seconds = time.perf_counter() - start
-        # An exemplar names a trace a backend can show: only sampled calls' (all, without the SDK).
-        self._metrics.observe(tool or NO_TOOL, code, reason, seconds, trace_id if tracing.sampled() else None)
+        self._metrics.observe(tool or NO_TOOL, code, reason, seconds, trace_id, tracing.sampled())
         # Successful calls log at DEBUG: Envoy's access log already records every call, and a
         # JSON line per call at INFO costs more CPU than the call's own work.
         level = logging.WARNING if code in _SERVER_FAULTS else logging.DEBUG if code == "OK" else logging.INFO

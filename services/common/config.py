@@ -12,9 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
+from services.common import spiffe
 from services.common.names import POOLS
+from services.common.numbers import strict_port
 
 DEFAULT_ALLOWLIST = "127.0.0.0/8,::1,localhost"
+# Sized for a 2-core machine (docs/SECURITY.md, "Admission"): far above what the services
+# serve at their peak (~2,500 calls/s of a few ms each is tens in flight), low enough that one
+# caller holding calls open cannot take the whole process.
+DEFAULT_MAX_CONCURRENT_RPCS = 512
+DEFAULT_MAX_OPEN_STREAMS = 32
+DEFAULT_TOOL_MAX_WAITING = 128
 
 
 class ConfigError(ValueError):
@@ -38,7 +46,23 @@ class CommonConfig:
     log_level: str  # LOG_LEVEL
     shutdown_grace_s: float  # SHUTDOWN_GRACE_S: how long in-flight calls may finish on SIGTERM
     telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
+    max_concurrent_rpcs: int  # MAX_CONCURRENT_RPCS: calls served at once; the excess is refused
+    max_open_streams: int  # MAX_OPEN_STREAMS: health Watch and reflection streams open at once
     tracing: TracingConfig  # the standard OTEL_* variables (see TracingConfig)
+    tls: TlsConfig | None = None  # TLS_*: mTLS on every port but the health port; None = plaintext
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Mutual TLS with workload identities (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE: all or
+    none). The files are re-read while the service runs, so a renewed certificate is used
+    without a restart."""
+
+    cert_file: str  # TLS_CERT_FILE: this workload's certificate (PEM, its chain after it)
+    key_file: str  # TLS_KEY_FILE: its private key
+    ca_file: str  # TLS_CA_FILE: the mesh CA that signs every peer's certificate
+    allowed_callers: tuple[str, ...]  # TLS_ALLOWED_CALLERS: SPIFFE IDs that may call the gRPC port
+    allowed_scrapers: tuple[str, ...]  # TLS_ALLOWED_SCRAPERS: SPIFFE IDs that may read /metrics
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ class AutomationConfig:
     common: CommonConfig
     grpc_addr: str  # AUTOMATION_GRPC_ADDR
     metrics_addr: str  # AUTOMATION_METRICS_ADDR
+    health_addr: str  # AUTOMATION_HEALTH_ADDR: plaintext grpc.health.v1 only, for probes ("" = none)
     pipeline_target: str  # PIPELINE_TARGET
     execute_timeout_s: float  # EXECUTE_TIMEOUT_S: deadline of a pipeline call
 
@@ -72,11 +97,33 @@ class PipelineConfig:
     common: CommonConfig
     grpc_addr: str  # PIPELINE_GRPC_ADDR
     metrics_addr: str  # PIPELINE_METRICS_ADDR
+    health_addr: str  # PIPELINE_HEALTH_ADDR: plaintext grpc.health.v1 only, for probes ("" = none)
     bypass_llm: bool  # FEATURE_BYPASS_LLM: "ping"/echo runs echo directly, skipping selection
     allowlist: tuple[str, ...]  # TOOL_ALLOWLIST: CIDRs, host names and *.suffix names
+    # MESH_PORTS (plus this process's own two): ports the tools never reach on any address
+    mesh_ports: tuple[int, ...]
+    tool_max_waiting: int  # TOOL_MAX_WAITING: runs of tools that wait (delay, network) at once
     cache_size: int  # SELECTOR_CACHE_SIZE
     cache_ttl_s: float  # SELECTOR_CACHE_TTL_S
     faults: FaultConfig
+
+
+@dataclass(frozen=True)
+class MeshViewConfig:
+    """What the page server's mesh view reads: Prometheus (read-only) and the rollout's state."""
+
+    prometheus_url: str  # PROMETHEUS_URL: http(s)://host:port; "" when there is none
+    prometheus_timeout_s: float  # PROMETHEUS_TIMEOUT_S: longest a forwarded read may take
+    rollout_file: str  # ROLLOUT_STATE_FILE: the JSON a running rollout keeps up to date; "" for none
+
+
+def mesh_view_config(env: Mapping[str, str] = os.environ) -> MeshViewConfig:
+    url = env.get("PROMETHEUS_URL", "").strip().rstrip("/")
+    if url and not (url.startswith(("http://", "https://")) and len(url.split("/")) == 3):
+        raise ConfigError(f"PROMETHEUS_URL must be http(s)://host:port with no path, not {url!r}")
+    return MeshViewConfig(prometheus_url=url,
+                          prometheus_timeout_s=_number(env, "PROMETHEUS_TIMEOUT_S", 10.0, low=0.1, high=120),
+                          rollout_file=env.get("ROLLOUT_STATE_FILE", "").strip())
 
 
 def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
@@ -85,6 +132,7 @@ def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
         common=_common(env, "automation", grpc_addr),
         grpc_addr=grpc_addr,
         metrics_addr=_address(env, "AUTOMATION_METRICS_ADDR", "127.0.0.1:9091"),
+        health_addr=_optional_address(env, "AUTOMATION_HEALTH_ADDR"),
         pipeline_target=_address(env, "PIPELINE_TARGET", "127.0.0.1:8001"),
         execute_timeout_s=_number(env, "EXECUTE_TIMEOUT_S", 30.0, low=0.01, high=3600),
     )
@@ -92,12 +140,19 @@ def automation_config(env: Mapping[str, str] = os.environ) -> AutomationConfig:
 
 def pipeline_config(env: Mapping[str, str] = os.environ) -> PipelineConfig:
     grpc_addr = _address(env, "PIPELINE_GRPC_ADDR", "127.0.0.1:8001")
+    metrics_addr = _address(env, "PIPELINE_METRICS_ADDR", "127.0.0.1:9092")
+    # A process always knows its own ports; MESH_PORTS adds the rest of the mesh's.
+    own_ports = {split_address(grpc_addr)[1], split_address(metrics_addr)[1]} - {0}
     return PipelineConfig(
         common=_common(env, "pipeline", grpc_addr),
         grpc_addr=grpc_addr,
-        metrics_addr=_address(env, "PIPELINE_METRICS_ADDR", "127.0.0.1:9092"),
+        metrics_addr=metrics_addr,
+        health_addr=_optional_address(env, "PIPELINE_HEALTH_ADDR"),
         bypass_llm=_flag(env, "FEATURE_BYPASS_LLM", False),
         allowlist=_allowlist(env.get("TOOL_ALLOWLIST", DEFAULT_ALLOWLIST)),
+        mesh_ports=tuple(sorted(own_ports | set(_ports(env, "MESH_PORTS")))),
+        tool_max_waiting=int(_number(env, "TOOL_MAX_WAITING", DEFAULT_TOOL_MAX_WAITING, low=1, high=100_000,
+                                     integer=True)),
         cache_size=int(_number(env, "SELECTOR_CACHE_SIZE", 1024, low=1, high=1_000_000, integer=True)),
         cache_ttl_s=_number(env, "SELECTOR_CACHE_TTL_S", 300.0, low=0.001, high=86400),
         faults=FaultConfig(
@@ -122,16 +177,53 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
         log_level=level,
         shutdown_grace_s=_number(env, "SHUTDOWN_GRACE_S", 10.0, low=0, high=3600),
         telemetry=_flag(env, "TELEMETRY", True),
+        max_concurrent_rpcs=int(_number(env, "MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS, low=1,
+                                        high=100_000, integer=True)),
+        max_open_streams=int(_number(env, "MAX_OPEN_STREAMS", DEFAULT_MAX_OPEN_STREAMS, low=1, high=100_000,
+                                     integer=True)),
         tracing=tracing_config(env, service),
+        tls=_tls(env, pool, service),
     )
+
+
+_TLS_FILES = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE")
+
+
+def _tls(env: Mapping[str, str], pool: str, service: str) -> TlsConfig | None:
+    files = {name: env.get(name, "").strip() for name in _TLS_FILES}
+    if not any(files.values()):
+        return None  # plaintext, as a service started on its own always was
+    missing = ", ".join(name for name, path in files.items() if not path)
+    if missing:
+        raise ConfigError(f"{missing}: TLS needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE together")
+    for name, path in files.items():
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigError(f"{name}: {path!r} is not a readable file")
+    return TlsConfig(
+        cert_file=files["TLS_CERT_FILE"], key_file=files["TLS_KEY_FILE"], ca_file=files["TLS_CA_FILE"],
+        allowed_callers=_identities(env, "TLS_ALLOWED_CALLERS", spiffe.default_callers(pool, service)),
+        allowed_scrapers=_identities(env, "TLS_ALLOWED_SCRAPERS", spiffe.DEFAULT_SCRAPERS),
+    )
+
+
+def _identities(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    values = tuple(value.strip() for value in raw.split(",") if value.strip())
+    for value in values:
+        if not spiffe.is_identity(value):
+            raise ConfigError(f"{name}: {value[:80]!r} is not a spiffe://{spiffe.TRUST_DOMAIN}/... identity")
+    return values
 
 
 def split_address(address: str) -> tuple[str, int]:
     """'host:port' or '[v6]:port' → (host, port)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    number = 0 if port == "0" else strict_port(port)  # 0: any free port
+    if not sep or not host or number is None:
         raise ConfigError(f"{address!r} is not host:port")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), number
 
 
 def _address(env: Mapping[str, str], name: str, default: str) -> str:
@@ -141,6 +233,10 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     except ConfigError as error:
         raise ConfigError(f"{name}: {error}") from None
     return value
+
+
+def _optional_address(env: Mapping[str, str], name: str) -> str:
+    return _address(env, name, "") if env.get(name) else ""
 
 
 def _number(
@@ -157,6 +253,17 @@ def _number(
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _ports(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    ports = []
+    for entry in env.get(name, "").split(","):
+        if entry.strip():
+            port = strict_port(entry.strip())
+            if port is None:
+                raise ConfigError(f"{name} must be a comma-separated list of ports 1-65535, not {entry.strip()!r}")
+            ports.append(port)
+    return tuple(ports)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from services.common.messages import bounded, bounded_metadata
+
 
 class MeshError(Exception):
     """An error a caller can act on; `reason` is the google.rpc.ErrorInfo reason."""
@@ -9,10 +11,12 @@ class MeshError(Exception):
     reason = "INTERNAL_ERROR"
 
     def __init__(self, message: str, **metadata: str) -> None:
-        super().__init__(message)
-        self.message = message
+        # Bounded here, where every domain error passes: a status message or ErrorInfo that
+        # outgrew gRPC's metadata limits would reach the caller as another status.
+        self.message = bounded(message)
+        super().__init__(self.message)
         # Extra ErrorInfo metadata (for example the tool or argument at fault).
-        self.metadata = {key: str(value) for key, value in metadata.items()}
+        self.metadata = bounded_metadata({key: str(value) for key, value in metadata.items()})
 
 
 class ValidationError(MeshError):
@@ -37,3 +41,9 @@ class InjectedFaultError(MeshError):
     """A failure injected on purpose (fault-injection settings), to test canary analysis."""
 
     reason = "INJECTED_FAULT"
+
+
+class OverloadedError(MeshError):
+    """The service is at its limit of calls of this kind in flight; the caller may retry later."""
+
+    reason = "OVERLOADED"

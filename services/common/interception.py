@@ -41,3 +41,17 @@ async def run_behavior(result: object, context: grpc.aio.ServicerContext) -> obj
             await context.write(message)
         return None
     return await result
+
+
+Behavior = Callable[..., object]
+
+
+def handler_parts(handler: grpc.RpcMethodHandler) -> tuple[str, Behavior, Callable[..., grpc.RpcMethodHandler]]:
+    """(py-grpc-prometheus's kind name, the behaviour, the factory that rebuilds such a handler)."""
+    if handler.unary_unary:
+        return "UNARY", handler.unary_unary, grpc.unary_unary_rpc_method_handler
+    if handler.unary_stream:
+        return "SERVER_STREAM", handler.unary_stream, grpc.unary_stream_rpc_method_handler
+    if handler.stream_unary:
+        return "CLIENT_STREAM", handler.stream_unary, grpc.stream_unary_rpc_method_handler
+    return "BIDI_STREAM", handler.stream_stream, grpc.stream_stream_rpc_method_handler

@@ -8,17 +8,18 @@ import time
 from collections.abc import Iterable
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common import metrics_http
 from services.common.config import split_address
-from services.common.interception import WrappingInterceptor, run_behavior
+from services.common.interception import WrappingInterceptor, handler_parts, run_behavior
 
 # Exact bounds at 1 s and 2 s for the latency SLOs; fine buckets below 100 ms, where calls live.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 # Codes pre-created for each method, so error ratios read 0 rather than "no data".
 PRECREATED_CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "DEADLINE_EXCEEDED",
-                    "UNAVAILABLE", "INTERNAL", "CANCELLED", "UNKNOWN")
+                    "UNAVAILABLE", "INTERNAL", "CANCELLED", "UNKNOWN", "RESOURCE_EXHAUSTED")
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
@@ -30,10 +31,9 @@ def build_info(registry: CollectorRegistry, pool: str, service: str, version: st
 
 
 def serve_metrics(address: str, registry: CollectorRegistry) -> int:
-    """Serves /metrics on a thread; returns the bound port."""
+    """Serves /metrics on a thread (bounded: see metrics_http); returns the bound port."""
     host, port = split_address(address)
-    server, _thread = start_http_server(port, host, registry=registry)
-    return server.server_port
+    return metrics_http.start(host, port, registry)
 
 
 class ServerMetrics(WrappingInterceptor):
@@ -60,14 +60,7 @@ class ServerMetrics(WrappingInterceptor):
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         service, _, name = method.lstrip("/").rpartition("/")
-        if handler.unary_unary:
-            kind, behavior, factory = "UNARY", handler.unary_unary, grpc.unary_unary_rpc_method_handler
-        elif handler.unary_stream:
-            kind, behavior, factory = "SERVER_STREAM", handler.unary_stream, grpc.unary_stream_rpc_method_handler
-        elif handler.stream_unary:
-            kind, behavior, factory = "CLIENT_STREAM", handler.stream_unary, grpc.stream_unary_rpc_method_handler
-        else:
-            kind, behavior, factory = "BIDI_STREAM", handler.stream_stream, grpc.stream_stream_rpc_method_handler
+        kind, behavior, factory = handler_parts(handler)
         labels = (kind, service, name)
         started = self._started.labels(*labels)
         seconds = self._seconds.labels(*labels)

@@ -17,19 +17,18 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics
 
-from services.common import logs
+from services.common import admission, logs
+from services.common.certificates import CertificateError
 from services.common.config import CommonConfig, ConfigError
-from services.common.decoding import RequestDecoding
-from services.common.metrics import ServerMetrics, build_info, serve_metrics
+from services.common.decoding import RequestDecoding, UnaryFraming
+from services.common.metrics import ServerMetrics, build_info
 from services.common.spans import ServiceIdentity, Tracing
+from services.common.transport import Transport
 
 _LOGGER = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-# A clash on the gRPC port must fail loudly, never share the port with another process.
-SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class ServiceSpec:
     common: CommonConfig
     grpc_addr: str
     metrics_addr: str
+    health_addr: str = ""  # a plaintext port serving grpc.health.v1 only ("" = none)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Runtime:
     health: HealthServicer
     registry: CollectorRegistry
     spec: ServiceSpec
+    transport: Transport
     tracing: Tracing | None = None  # None when OTEL_SDK_DISABLED: no spans, trace ids only
 
     async def set_ready(self, ready: bool) -> None:
@@ -60,7 +61,8 @@ class Runtime:
 
 class _HealthServicer(HealthServicer):
     """Standard health, except that Watch streams end once shutdown begins (after telling the
-    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open."""
+    watcher NOT_SERVING): an open Watch would otherwise hold the whole grace period open; and
+    a Watch ends cleanly just before its deadline."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,13 +75,21 @@ class _HealthServicer(HealthServicer):
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
         watching = asyncio.ensure_future(super().Watch(request, context))
         stopping = asyncio.ensure_future(self._stopping.wait())
+        # A Watch with a deadline (the gateway's route bound, say) ends with OK a moment before
+        # it, so the watcher reads a clean end and watches again, never a reset stream.
+        remaining = context.time_remaining()
+        bound = asyncio.ensure_future(asyncio.sleep(
+            max(0.0, remaining - min(0.5, remaining / 10)) if remaining is not None else 10**9))
         try:
-            await asyncio.wait((watching, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((watching, stopping, bound), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watching.cancel()
-            stopping.cancel()
+            for waiter in (watching, stopping, bound):
+                waiter.cancel()
         if self._stopping.is_set():
-            await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+            try:
+                await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
+            except grpc.aio.InternalError:
+                pass  # the watcher is gone already (its call was cancelled at the end of the grace)
 
 
 # A service's setup registers its servicers and returns a coroutine that releases what it
@@ -108,7 +118,7 @@ def run(spec: ServiceSpec, setup: Setup) -> int:
     uvloop.install()
     try:
         return asyncio.run(_serve(spec, setup))
-    except OSError as error:
+    except (OSError, CertificateError) as error:
         _LOGGER.error("cannot start: %s", error)
         return 1
 
@@ -117,7 +127,8 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     disable_created_metrics()  # *_created series double the scrape size and no query here uses them
     registry = REGISTRY
     build_info(registry, spec.common.pool, spec.name, spec.common.version)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    # UnaryFraming first: it changes how grpc serves each unary method, which the metrics must not see.
+    interceptors: list[grpc.aio.ServerInterceptor] = [UnaryFraming()]
     if spec.common.telemetry:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
@@ -126,33 +137,41 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     if spec.common.tracing.enabled:
         tracing = Tracing(spec.common.tracing, ServiceIdentity(spec.name, spec.common.version, spec.common.instance,
                                                                spec.common.pool), registry)
-        # Inside the metrics, outside the decoding: an undecodable request still gets its span.
+        # Inside the metrics, outside the caller checks and the decoding: a call refused for
+        # its caller's identity or its undecodable request still gets its span, with that status.
         interceptors.append(tracing.server_interceptor())
-    # Inside the metrics interceptor, so an undecodable request is counted as INVALID_ARGUMENT.
-    interceptors.append(RequestDecoding())
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    transport = Transport(spec.common.tls, registry)
+    # Inside the metrics interceptor, so calls refused for their caller's identity, refused
+    # streams and malformed requests are all counted.
+    interceptors += [*transport.interceptors(), admission.StreamAdmission(spec.common.max_open_streams),
+                     RequestDecoding()]
+    options = admission.server_options(spec.common)
+    server = grpc.aio.server(interceptors=interceptors, options=options,
+                             maximum_concurrent_rpcs=spec.common.max_concurrent_rpcs)
     health = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (spec.grpc_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    runtime = Runtime(server, health, registry, spec, tracing)
+    runtime = Runtime(server, health, registry, spec, transport, tracing)
     await runtime.set_ready(False)
     release = await setup(runtime)
 
     try:
-        grpc_port = server.add_insecure_port(spec.grpc_addr)
+        grpc_port = transport.add_grpc_port(server, spec.grpc_addr)
     except RuntimeError as error:
         raise OSError(f"cannot listen on {spec.grpc_addr} for gRPC (is the port taken?): {error}") from None
     try:
-        metrics_port = serve_metrics(spec.metrics_addr, registry)
+        metrics_port = transport.serve_metrics(spec.metrics_addr, registry)
     except OSError as error:
         raise OSError(f"cannot listen on {spec.metrics_addr} for metrics: {error.strerror}") from None
     await server.start()
+    health_port = await transport.start(health, spec.health_addr, options)
     _LOGGER.info(
         "serving",
-        extra={"grpc_port": grpc_port, "metrics_port": metrics_port, "pool": spec.common.pool,
+        extra={"grpc_port": grpc_port, "metrics_port": metrics_port, "health_port": health_port,
+               "tls": spec.common.tls is not None, "pool": spec.common.pool,
                "instance": spec.common.instance, "version": spec.common.version},
     )
 
@@ -166,8 +185,20 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     _LOGGER.info("shutting down", extra={"grace_s": spec.common.shutdown_grace_s})
     await health.enter_graceful_shutdown()
     await server.stop(spec.common.shutdown_grace_s)
+    await transport.stop()
     await release()
+    await _let_cancelled_calls_finish()
     if tracing is not None:
         await asyncio.to_thread(tracing.shutdown)
     _LOGGER.info("stopped")
     return 0
+
+
+async def _let_cancelled_calls_finish(timeout_s: float = 2.0) -> None:
+    """Calls still running when the grace ran out have been cancelled, and finish their own
+    cancellation a moment later. Left to asyncio.run's final cancel instead, grpc reports each
+    of them as an ERROR with a traceback, printed again on lines of its own that are not JSON."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)

@@ -22,6 +22,7 @@ STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     "INTERNAL_ERROR": grpc.StatusCode.INTERNAL,
     "INJECTED_FAULT": grpc.StatusCode.INTERNAL,
     "CANCELLED": grpc.StatusCode.CANCELLED,
+    "OVERLOADED": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 ERROR_REASONS = tuple(STATUS_BY_REASON)
 

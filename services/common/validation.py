@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 
 from services.common.errors import ValidationError
+from services.common.messages import quoted
 
 MAX_INPUT_BYTES = 64 * 1024
 MAX_ARGUMENTS = 16
@@ -23,19 +24,16 @@ def check_execute(input_text: str, tool: str, platform: str, arguments: Mapping[
         raise ValidationError(f"input is {size} bytes; the limit is {MAX_INPUT_BYTES}", field="input")
     if tool and not TOOL_NAME.fullmatch(tool):
         raise ValidationError(
-            f"tool name {_shown(tool)} is malformed: expected lowercase letters, digits and _ "
+            f"tool name {quoted(tool)} is malformed: expected lowercase letters, digits and _ "
             "(at most 64, starting with a letter)", field="tool")
     if platform and not PLATFORM_NAME.fullmatch(platform):
-        raise ValidationError(f"platform {_shown(platform)} is malformed", field="platform")
+        raise ValidationError(f"platform {quoted(platform)} is malformed", field="platform")
     if len(arguments) > MAX_ARGUMENTS:
         raise ValidationError(f"{len(arguments)} arguments given; the limit is {MAX_ARGUMENTS}", field="arguments")
     for name, value in arguments.items():
         if not TOOL_NAME.fullmatch(name):
-            raise ValidationError(f"argument name {_shown(name)} is malformed", field="arguments")
+            raise ValidationError(f"argument name {quoted(name)} is malformed", field="arguments")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_ARGUMENT_BYTES:
-            raise ValidationError(f"argument {name} is over {MAX_ARGUMENT_BYTES} bytes", field="arguments")
+            raise ValidationError(f"argument {name} is over {MAX_ARGUMENT_BYTES} bytes", field="arguments",
+                                  argument=name)
 
-
-def _shown(value: str, limit: int = 40) -> str:
-    """A value safe to echo in a message: quoted, control characters escaped, cut short."""
-    return repr(value[:limit] + ("…" if len(value) > limit else ""))

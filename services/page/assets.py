@@ -51,7 +51,7 @@ _HASHED_PREFIX = "/assets/"
 _IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
 _SHORT = "public, max-age=300"
-_NO_CACHE_PATHS = frozenset({"/index.html", CONFIG_PATH})
+_NO_CACHE_PATHS = frozenset({"/index.html", "/mesh.html", CONFIG_PATH})
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from services.page.assets import StaticSite, accepts_gzip, cache_control, etag_m
 _LOGGER = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
+# The page's views by path: the Exec Sandbox, and the mesh's live golden metrics.
+VIEWS = {"/": "/index.html", "/mesh": "/mesh.html"}
 DEFAULT_ADDR = "127.0.0.1:3100"
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:3000"
 _SECURITY_HEADERS = {
@@ -92,8 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus(reply.status), {"Content-Type": reply.content_type, "Cache-Control": "no-store",
                                                   **reply.headers}, reply.body, send_body=send_body)
             return
-        if url_path == "/":
-            url_path = "/index.html"
+        url_path = VIEWS.get(url_path, url_path)
         asset = self.site.lookup(url_path)
         if asset is None:
             self._send_plain(HTTPStatus.NOT_FOUND, "not found\n", send_body=send_body)
@@ -196,7 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traces-url", default=os.environ.get("TRACES_URL", ""),
                         help="the trace store's query API (TRACES_URL); when set the page shows each run's waterfall")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="LOG_LEVEL, default INFO")
+    parser.add_argument("--prometheus-url", help="Prometheus the mesh view reads, read-only (PROMETHEUS_URL)")
+    parser.add_argument("--rollout-file", help="state file of a running canary rollout (ROLLOUT_STATE_FILE)")
     return parser
+
+
+def _mesh_apis(args: argparse.Namespace) -> dict[str, ApiRoute]:
+    """The mesh view's routes: Prometheus reads and the rollout in progress."""
+    from services.common.config import mesh_view_config
+    from services.page import prometheus, rollout  # they build on this module's ApiReply
+
+    env = dict(os.environ)
+    for name, value in (("PROMETHEUS_URL", args.prometheus_url), ("ROLLOUT_STATE_FILE", args.rollout_file)):
+        if value is not None:
+            env[name] = value
+    config = mesh_view_config(env)
+    return {prometheus.PREFIX + "/": prometheus.prometheus_route(config.prometheus_url, config.prometheus_timeout_s),
+            rollout.PATH: rollout.rollout_route(config.rollout_file)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         host, port = _split_addr(args.addr)
         config: dict[str, Any] = {"gatewayUrl": args.gateway_url, "traces": bool(args.traces_url)}
-        apis: dict[str, ApiRoute] = {}
+        apis = _mesh_apis(args)
         if args.traces_url and not args.traces_url.startswith(("http://", "https://")):
             raise ValueError(f"--traces-url must be an http:// or https:// URL, got {args.traces_url!r}")
         if args.traces_url:

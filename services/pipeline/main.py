@@ -12,8 +12,10 @@ from services.common import server
 from services.common.config import PipelineConfig, pipeline_config
 from services.common.names import PIPELINE_METHODS, PIPELINE_SERVICE
 from services.pipeline.allowlist import Allowlist
+from services.pipeline.egress import Egress
 from services.pipeline.faults import FaultInjector
 from services.pipeline.metrics import PipelineMetrics
+from services.pipeline.resolver import Resolver
 from services.pipeline.runner import ToolRunner
 from services.pipeline.selector import KeywordSelector
 from services.pipeline.selector_eval import evaluate
@@ -27,15 +29,19 @@ HOST_PLATFORM = "darwin" if sys.platform == "darwin" else "linux"
 def run(config: PipelineConfig) -> int:
     spec = server.ServiceSpec(
         name="pipeline", grpc_service=PIPELINE_SERVICE, methods=PIPELINE_METHODS,
-        common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr)
+        common=config.common, grpc_addr=config.grpc_addr, metrics_addr=config.metrics_addr,
+        health_addr=config.health_addr)
 
     async def setup(runtime: server.Runtime) -> Callable[[], Awaitable[None]]:
         selector = KeywordSelector(CATALOGUE, config.cache_size, config.cache_ttl_s)
-        runner = ToolRunner(CATALOGUE, selector, ToolContext(Allowlist(config.allowlist)),
-                            bypass_llm=config.bypass_llm, host_platform=HOST_PLATFORM)
+        resolver = Resolver()
+        egress = Egress(Allowlist(config.allowlist), resolver, config.mesh_ports)
+        runner = ToolRunner(CATALOGUE, selector, ToolContext(egress), bypass_llm=config.bypass_llm,
+                            host_platform=HOST_PLATFORM, max_waiting=config.tool_max_waiting)
         metrics = None
         if config.common.telemetry:
-            metrics = PipelineMetrics(runtime.registry, [tool.name for tool in CATALOGUE], (HOST_PLATFORM,))
+            platforms = sorted({platform for tool in CATALOGUE for platform in tool.platforms})
+            metrics = PipelineMetrics(runtime.registry, [tool.name for tool in CATALOGUE], platforms)
             # A separate selector, so the evaluation leaves the serving cache untouched.
             evaluation = evaluate(KeywordSelector(CATALOGUE), HOST_PLATFORM)
             metrics.accuracy.set(evaluation.accuracy)
@@ -52,7 +58,7 @@ def run(config: PipelineConfig) -> int:
         await runtime.set_ready(True)
 
         async def release() -> None:
-            return None
+            await resolver.close()
 
         return release
 

@@ -9,7 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.common.metrics import DURATION_BUCKETS
 
 SELECTOR_ERROR_REASONS = ("no_match", "unknown_tool", "platform")
-RUN_OUTCOMES = ("ok", "error", "cancelled")
+RUN_OUTCOMES = ("ok", "error", "cancelled", "refused")
+# The platform label's value for any platform no tool runs on: callers name platforms, and a
+# label value per name would let them mint series.
+OTHER_PLATFORM = "other"
 
 
 class PipelineMetrics:
@@ -33,8 +36,9 @@ class PipelineMetrics:
                                 registry=registry)
         self.tool_runs = Counter("pipeline_tool_runs_total", "Tool runs by outcome.", ("tool", "outcome"),
                                  registry=registry)
+        self._platforms = frozenset(platforms)
         # Series exist from the start, so ratios read 0 rather than "no data".
-        for platform in platforms:
+        for platform in (*sorted(self._platforms), OTHER_PLATFORM):
             self.searches.labels(platform)
             self.search_seconds.labels(platform)
         for reason in SELECTOR_ERROR_REASONS:
@@ -43,3 +47,6 @@ class PipelineMetrics:
             self.selections.labels(tool)
             for outcome in RUN_OUTCOMES:
                 self.tool_runs.labels(tool, outcome)
+
+    def platform_label(self, platform: str) -> str:
+        return platform if platform in self._platforms else OTHER_PLATFORM

@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from services.common import status, tracing
-from services.common.errors import MeshError, UnknownToolError, ValidationError
+from services.common.errors import MeshError, OverloadedError, UnknownToolError, ValidationError
 from services.common.validation import check_execute
 from services.pipeline.faults import FaultInjector
 from services.pipeline.metrics import PipelineMetrics
@@ -43,10 +43,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
             check_execute(request.input, request.tool, request.platform, request.arguments)
             await self._faults.apply()
             plan = self._traced_plan(request)
-            output = await self._traced_run(plan, request)
+            output = await self._traced_run(plan, request, context.time_remaining())
         except MeshError as error:
             tracing.record_failure(error.reason, error.message)
-            self._finished(plan, "error", start, error.reason)
+            self._finished(plan, "refused" if isinstance(error, OverloadedError) else "error", start, error.reason)
             await status.abort(context, status.status_for(error, trace_id))
         except asyncio.CancelledError:
             # The caller cancelled or its deadline passed: the tool has stopped with the call.
@@ -88,20 +88,22 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
                                          "opsconductor.selector.score": plan.selection.score})
             return plan
 
-    async def _traced_run(self, plan: Plan, request: pipeline_pb2.ExecuteRequest) -> str:
+    async def _traced_run(self, plan: Plan, request: pipeline_pb2.ExecuteRequest, time_left_s: float | None) -> str:
         """Runs the tool in a span naming it and its outcome; a network tool adds the destination
         it checked (see Allowlist.check). Neither the input nor the output goes on the span."""
         if not trace.get_current_span().is_recording():
-            return await self._runner.run(plan, request.input, request.arguments)
+            return await self._runner.run(plan, request.input, request.arguments, time_left_s)
         with _TRACER.start_as_current_span(f"run {plan.tool.name}", record_exception=False,
                                            set_status_on_exception=False,
                                            attributes={"opsconductor.tool": plan.tool.name}) as span:
             outcome = "error"
             try:
-                output = await self._runner.run(plan, request.input, request.arguments)
+                output = await self._runner.run(plan, request.input, request.arguments, time_left_s)
                 outcome = "ok"
                 return output
             except MeshError as error:
+                # A tool that waits and found its lane full never ran: "refused", as its metric says.
+                outcome = "refused" if isinstance(error, OverloadedError) else "error"
                 tracing.record_failure(error.reason)
                 raise
             except asyncio.CancelledError:
@@ -128,7 +130,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
             raise
         finally:
             if not request.tool:
-                platform = request.platform or self._runner.host_platform
+                # A closed set: any other platform a caller names is counted as "other".
+                platform = metrics.platform_label(request.platform or self._runner.host_platform)
                 metrics.searches.labels(platform).inc()
                 metrics.search_seconds.labels(platform).observe(time.perf_counter() - begin)
         if plan.selection is not None:

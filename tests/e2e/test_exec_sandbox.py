@@ -12,6 +12,7 @@ browser is ever downloaded. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import re
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -159,9 +160,11 @@ def test_each_run_shows_the_timeline_of_its_call(sandbox: Sandbox, mesh_stack: M
     lookups: list[tuple[str, int]] = []
     page.on("response", lambda r: lookups.append((r.url, r.status)) if "/api/traces/" in r.url else None)
     sandbox.choose_tool("tcp_check")
-    page.get_by_label("Input", exact=True).fill(f"127.0.0.1:{mesh_stack.gateway_url.rsplit(':', 1)[1]}")
-    with page.expect_request(lambda r: r.url.endswith(EXECUTE_PATH)) as sent:
-        assert sandbox.run() == "done"
+    # An open port of the test's own: every port of the stack is refused to the tools.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        page.get_by_label("Input", exact=True).fill(f"127.0.0.1:{listener.getsockname()[1]}")
+        with page.expect_request(lambda r: r.url.endswith(EXECUTE_PATH)) as sent:
+            assert sandbox.run() == "done"
     traceparent = sent.value.all_headers()["traceparent"]
     trace_id = page.locator("#trace-id").inner_text()
     assert re.fullmatch(rf"00-{trace_id}-[0-9a-f]{{16}}-01", traceparent)  # the page forces its runs' traces

@@ -3,6 +3,8 @@ rollout end to end (the analysis's every verdict is unit-tested in tests/unit/te
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.stack import start_stack, stop_stack
@@ -58,7 +60,8 @@ def test_rollout_rolls_back_a_canary_that_fails_every_fourth_call(bad_canary):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED: rolled back to stable" in result.stdout and "error rate" in result.stdout
     assert "PROMOTED" not in result.stdout
-    assert "stable      100%" in bad_canary.cli("canary", "status").stdout
+    status = json.loads(bad_canary.cli("canary", "status", "-o", "json").stdout)
+    assert {row["name"]: row["weight"] for row in status["rows"]} == {"stable": 100, "canary": 0}
 
 
 def test_gate_fails_fast_on_a_failing_deployment(bad_canary):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -100,7 +101,8 @@ def test_invalid_canary_share_is_rejected_and_weights_stay(stack, bad):
     assert stack.cli("canary", "set", "30").returncode == 0
     result = stack.cli("canary", "set", bad)
     assert result.returncode == 2 and "whole number from 0 to 100" in result.stderr
-    assert "stable       70%" in stack.cli("canary", "status").stdout
+    status = json.loads(stack.cli("canary", "status", "-o", "json").stdout)
+    assert {row["name"]: row["weight"] for row in status["rows"]} == {"stable": 70, "canary": 30}
 
 
 def test_promote_under_load_fails_no_call(stack):

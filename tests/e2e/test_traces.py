@@ -20,6 +20,7 @@ import grpc
 import pytest
 
 from opsconductor.automation.v1 import automation_pb2
+from opsconductor.identity import operator
 from opsconductor.load import grpcweb
 from opsconductor.stack.traces import STORE
 from services.common.names import AUTOMATION_EXECUTE
@@ -224,9 +225,11 @@ def test_exemplars_on_the_latency_histogram_name_sampled_traces(mesh_stack, stub
     reply = stub.Execute(automation_pb2.ExecuteRequest(input="ping", tool="echo"), timeout=10,
                          metadata=(("traceparent", header), ("x-canary", "never")))
     replica = next(r for r in mesh_stack.state.replicas if r.pool == "stable")
-    request = urllib.request.Request(f"http://{replica.automation_metrics}/metrics",
+    # Read as the operator: /metrics is mTLS under `up`.
+    request = urllib.request.Request(operator.metrics_url(mesh_stack.state_dir, replica.automation_metrics),
                                      headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-    text = urllib.request.urlopen(request, timeout=5).read().decode()
+    context = operator.ssl_context(mesh_stack.state_dir)
+    text = urllib.request.urlopen(request, timeout=5, context=context).read().decode()
     exemplars = re.findall(r'ai_request_duration_seconds_bucket\{[^}]*\} \S+ # \{trace_id="([0-9a-f]{32})"\}', text)
     assert reply.trace_id in exemplars
     assert settled_trace(mesh_stack, reply.trace_id, parent)
@@ -261,7 +264,11 @@ def test_opsconductor_trace_prints_the_waterfall_and_the_slowest(mesh_stack, stu
 
 def test_with_the_store_down_calls_succeed_and_the_lost_spans_are_counted(mesh_stack, stub) -> None:
     replica = next(r for r in mesh_stack.state.replicas if r.pool == "stable")
-    before = metric(replica.automation_metrics, "opsconductor_trace_spans_dropped_total")
+
+    def dropped() -> float:
+        return metric(replica.automation_metrics, "opsconductor_trace_spans_dropped_total", mesh_stack.state_dir)
+
+    before = dropped()
     mesh_stack.stop_components(STORE)
     try:
         for _ in range(20):
@@ -269,7 +276,7 @@ def test_with_the_store_down_calls_succeed_and_the_lost_spans_are_counted(mesh_s
             reply = stub.Execute(automation_pb2.ExecuteRequest(input="ping", tool="echo"), timeout=5,
                                  metadata=(("traceparent", header), ("x-canary", "never")))
             assert reply.output == "pong"
-        wait_for(lambda: metric(replica.automation_metrics, "opsconductor_trace_spans_dropped_total") > before, 15,
+        wait_for(lambda: dropped() > before, 15,
                  "the automation to count the spans it could not export")
     finally:
         mesh_stack.start_components(STORE)

@@ -152,13 +152,19 @@ def test_pipeline_slower_than_the_service_deadline_is_timeout(start_services):
     assert error_info(caught.value).reason == "TIMEOUT"
 
 
-def test_callers_short_deadline_is_reported_by_the_service_with_error_info(services):
+def test_callers_short_deadline_ends_the_call_and_is_no_fault_of_the_service(services):
+    handled = {code: metric(services.automation_metrics, "grpc_server_handled_total", grpc_method="Execute",
+                            grpc_code=code) for code in ("DEADLINE_EXCEEDED", "CANCELLED")}
     channel, stub = automation_stub(services.automation_target)
     with channel, pytest.raises(grpc.RpcError) as caught:
         execute(stub, input="x", tool="delay", arguments={"ms": "5000"}, timeout=1.5)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    # The service answered before the caller's own deadline, so its ErrorInfo arrived.
-    assert error_info(caught.value).reason == "TIMEOUT"
+    # The caller's deadline ended the call: the service records it as cancelled, not as the
+    # DEADLINE_EXCEEDED it answers when its own EXECUTE_TIMEOUT_S runs out (a fault, above).
+    wait_for(lambda: metric(services.automation_metrics, "grpc_server_handled_total", grpc_method="Execute",
+                            grpc_code="CANCELLED") == handled["CANCELLED"] + 1, 5, "the cancelled call to be counted")
+    assert metric(services.automation_metrics, "grpc_server_handled_total", grpc_method="Execute",
+                  grpc_code="DEADLINE_EXCEEDED") == handled["DEADLINE_EXCEEDED"]
 
 
 def test_injected_fault_is_internal_with_its_own_reason(start_services):

@@ -139,9 +139,9 @@ FRAMES = {
     "garbage": (bytes(range(7, 250, 3)) * 4, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
     "length prefix of 4 GiB": (frame_header(0, 0xFFFFFFFF) + PING, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"),
 }
-# Frames that never complete: the gRPC server waits for the rest of the message for as long
-# as the call may last, so only a deadline (the caller's, or the route's bound) ends them.
-NEVER_COMPLETE = {
+# Requests that end before one whole message arrived: each is answered at once, never left to
+# wait for a message that cannot come until the call's deadline.
+ENDS_EARLY = {
     "length prefix beyond the body": frame_header(0, len(PING) + 100) + PING,
     "frame header cut short": b"\x00\x00\x00",
     "no frame at all": b"",
@@ -166,24 +166,18 @@ def test_malformed_native_frame_gets_a_clean_status(port, name, tmp_path):
     check_clean(native_raw(port, body, tmp_path), expected)
 
 
-def test_frames_that_never_complete_are_ended_at_the_route_bound(port, tmp_path, figure):
-    with ThreadPoolExecutor(2 * len(NEVER_COMPLETE)) as workers:  # all at once: each waits out the bound
-        web = {name: workers.submit(web_raw, port, body) for name, body in NEVER_COMPLETE.items()}
+def test_requests_that_end_before_a_whole_message_are_invalid_argument_at_once(port, tmp_path, figure):
+    with ThreadPoolExecutor(2 * len(ENDS_EARLY)) as workers:
+        web = {name: workers.submit(web_raw, port, body) for name, body in ENDS_EARLY.items()}
         native = {name: workers.submit(native_raw, port, body, tmp_path / name.replace(" ", "-"))
-                  for name, body in NEVER_COMPLETE.items()}
+                  for name, body in ENDS_EARLY.items()}
         answers = {("gRPC-Web", name): future.result() for name, future in web.items()}
         answers |= {("native", name): future.result() for name, future in native.items()}
-    # Envoy passes the bound upstream as the call's deadline, so two clocks run out together:
-    # the server's (DEADLINE_EXCEEDED, "Deadline Exceeded") and Envoy's max stream duration
-    # ("downstream duration timeout": DEADLINE_EXCEEDED natively, HTTP 504 with UNAVAILABLE
-    # over gRPC-Web). Either is a clean answer at the bound.
-    by_envoy = {"native": (200, CODE["DEADLINE_EXCEEDED"]), "gRPC-Web": (504, CODE["UNAVAILABLE"])}
     for (protocol, name), answer in answers.items():
-        seen = (answer.http_status, answer.grpc_status, answer.grpc_message)
-        assert seen in ((*by_envoy[protocol], "downstream duration timeout"),
-                        (200, CODE["DEADLINE_EXCEEDED"], "Deadline Exceeded")), (protocol, name, answer)
-        assert ROUTE_BOUND_S - 0.5 < answer.seconds < ROUTE_BOUND_S + 2, (protocol, name, answer)
-    figure("edge.never_complete_frame_answered_after", max(a.seconds for a in answers.values()), "s")
+        assert (answer.http_status, answer.grpc_status) == (200, CODE["INVALID_ARGUMENT"]), (protocol, name, answer)
+        assert "has no complete message" in answer.grpc_message, (protocol, name, answer)
+        assert answer.seconds < 2, (protocol, name, answer)
+    figure("edge.request_without_a_whole_message_answered_after", max(a.seconds for a in answers.values()), "s")
 
 
 def test_undecodable_message_is_invalid_argument_with_error_info(mesh):

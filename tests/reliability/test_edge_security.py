@@ -263,7 +263,7 @@ def test_bearer_tokens_never_reach_a_log_file(stack, keys):
     # The gateway let the valid token through and refused the forged one.
     assert answers == {"OK": 1, "NOT_FOUND": 1, "UNAUTHENTICATED": 2, "web 5": 1, "web 16": 1}, answers
     # Straight to an automation service too, where nothing strips the header.
-    channel, stub = automation_stub(stack.state.replicas[0].automation)
+    channel, stub = stack.automation_stub(stack.state.replicas[0])
     with channel, pytest.raises(grpc.RpcError):
         stub.Execute(unknown_tool, timeout=10, metadata=(("authorization", f"Bearer {valid}"),
                                                          ("x-trace-id", traced("direct"))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -12,6 +13,9 @@ import pytest
 from opsconductor.gateway import variants as envoy_variants
 from opsconductor.gateway.config import render, to_yaml
 from opsconductor.gateway.settings import EnvoySettings
+from opsconductor.gateway.tls import sds_resources, sds_yaml
+from opsconductor.identity.authority import CertificateAuthority
+from opsconductor.identity.bundle import write_bundle
 from tests.support.procs import BIN
 
 ENVOY = str(BIN / "envoy")
@@ -40,11 +44,28 @@ def with_local_jwks(text: str, tmp_path: Path) -> str:
     return text.replace(envoy_variants.JWKS_PATH, str(jwks))
 
 
+def with_local_certificates(text: str, settings: EnvoySettings, tmp_path: Path) -> str:
+    """The config with /etc/envoy moved under `tmp_path`, where the SDS files it names and the
+    certificates they name exist (Envoy checks that the paths do)."""
+    root = tmp_path / "etc-envoy"
+    authority = CertificateAuthority.create()
+    issued = authority.issue("spiffe://opsconductor.local/gateway", datetime.timedelta(hours=1))
+    for directory in ("identity", "edge"):
+        write_bundle(root / directory, issued)
+    (root / "sds").mkdir()
+    for name, resource in sds_resources(settings.mesh_tls, settings.edge_tls).items():
+        (root / "sds" / name).write_text(sds_yaml(resource).replace("/etc/envoy", str(root)))
+    return text.replace("/etc/envoy/", f"{root}/")
+
+
 @pytest.mark.parametrize("variant", sorted(envoy_variants.VARIANTS))
 def test_every_variant_passes_envoy_validate_without_warnings(variant, tmp_path):
     text = envoy_variants.envoy_yaml(variant)
     if variant == "production":
         text = with_local_jwks(text, tmp_path)
+    settings = envoy_variants.VARIANTS[variant]()
+    if settings.mesh_tls or settings.edge_tls:
+        text = with_local_certificates(text, settings, tmp_path)
     assert "OK" in envoy_validate(text, tmp_path)
 
 

@@ -47,9 +47,9 @@ class Gateway:
 
 
 def start_gateway(log_dir: Path, stable: tuple[str, ...], canary: tuple[str, ...],
-                  name: str = "envoy", **overrides: object) -> Gateway:
+                  name: str = "envoy", healthy: dict[str, int] | None = None, **overrides: object) -> Gateway:
     """Envoy on free loopback ports in front of automation targets ("host:port"); returns
-    once the admin answers and every pool host passed its health check."""
+    once the admin answers and every pool host (or `healthy` hosts per pool) passed its health check."""
     def hosts(targets: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
         return tuple((t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1])) for t in targets)
 
@@ -68,7 +68,7 @@ def start_gateway(log_dir: Path, stable: tuple[str, ...], canary: tuple[str, ...
                       log_dir / f"{name}.log").start()
     gateway = Gateway(process, settings, EnvoyAdmin(f"http://127.0.0.1:{settings.admin_port}"))
     try:
-        gateway.wait_pools_healthy({"stable": len(stable), "canary": len(canary)})
+        gateway.wait_pools_healthy(healthy if healthy is not None else {"stable": len(stable), "canary": len(canary)})
     except BaseException:
         gateway.stop()
         raise

@@ -1,5 +1,6 @@
-"""Lists every PromQL query the monitoring code runs: dashboard panels, recording rules and
-alert conditions (with their thresholds stripped), so tests can parse and evaluate them."""
+"""Lists every PromQL query the monitoring code runs: dashboard panels, recording rules, alert
+conditions (with their thresholds stripped) and the mesh view's queries, so tests can parse and
+evaluate them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ DEFAULT_VARIABLES: Mapping[str, str] = {
 _COMPARISONS = ("==", "!=", ">=", "<=", ">", "<")
 _SET_OPERATORS = ("or", "and", "unless")
 _WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)\]\]")
+# "$1" in a label_replace replacement is PromQL's, not a variable (Grafana leaves it alone).
+_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$([A-Za-z_]\w*)|\[\[(\w+)\]\]")
 _MODIFIER = re.compile(r"^(?:on|ignoring|group_left|group_right)\s*\([^)]*\)\s*")
 # Words that look like metric names but are PromQL keywords, aggregations or constants.
 _KEYWORDS = frozenset({
@@ -257,6 +259,13 @@ def rule_queries(paths: Iterable[Path] | None = None) -> list[Query]:
     return queries
 
 
+def view_queries(rate_window: str = "1m") -> list[Query]:
+    """Every query of the page's mesh view, with its rate window filled in."""
+    from opsconductor.observability import view
+
+    return [Query("mesh view", v.name, v.expr.replace(view.WINDOW, rate_window)) for v in view.view_queries()]
+
+
 def all_queries() -> list[Query]:
     """What a Prometheus scraping real traffic must answer with data."""
-    return rule_queries() + dashboard_queries()
+    return rule_queries() + dashboard_queries() + view_queries()

@@ -6,10 +6,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
+from opsconductor.automation.v1 import automation_pb2_grpc
+from opsconductor.identity import operator
 from opsconductor.stack import control
 from opsconductor.stack.ports import free_port
 from opsconductor.stack.processes import BIN
-from opsconductor.stack.state import StackState, load
+from opsconductor.stack.state import ReplicaState, StackState, load
 
 
 @dataclass
@@ -46,6 +50,14 @@ class RunningStack:
     @property
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    def service_channel(self, replica: ReplicaState, service: str) -> grpc.Channel:
+        """A direct channel to one service of the stack, as the operator (mTLS under `up`)."""
+        return operator.channel(self.state_dir, getattr(replica, service), replica.pool, service)
+
+    def automation_stub(self, replica: ReplicaState) -> tuple[grpc.Channel, automation_pb2_grpc.AutomationServiceStub]:
+        channel = self.service_channel(replica, "automation")
+        return channel, automation_pb2_grpc.AutomationServiceStub(channel)
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs `opsconductor ARGS --state-dir …`."""

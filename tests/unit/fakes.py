@@ -32,3 +32,22 @@ class FakeContext:
 
     def trailing_value(self, key: str):
         return dict(self.trailing).get(key)
+
+
+class FakeResolver:
+    """Answers from a table, as the pipeline's Resolver does from DNS; records what was asked."""
+
+    def __init__(self, table: dict[str, tuple[str, ...]] | None = None) -> None:
+        import ipaddress
+
+        self._table = {name: tuple(ipaddress.ip_address(a) for a in addresses)
+                       for name, addresses in (table or {"localhost": ("127.0.0.1", "::1")}).items()}
+        self.asked: list[str] = []
+
+    async def resolve(self, name: str, timeout_s: float):
+        from services.pipeline.resolver import LookupFailed
+
+        self.asked.append(name)
+        if name not in self._table:
+            raise LookupFailed("name not found")
+        return self._table[name]

@@ -17,6 +17,7 @@ import yaml
 
 from opsconductor.gateway import variants as envoy_variants
 from opsconductor.gateway.config import render
+from opsconductor.stack.ports import CONTAINER_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -52,7 +53,7 @@ def test_compose_gateway_mounts_the_rendered_config_and_reaches_every_pool():
     services = compose()["services"]
     gateway = services["gateway"]
     assert gateway["image"] == "envoyproxy/envoy:v1.40.0"
-    mounts = dict(v.split(":", 2)[:2] for v in gateway["volumes"])
+    mounts = dict(v.split(":", 2)[:2] for v in gateway["volumes"] if isinstance(v, str))
     assert mounts["../envoy/envoy.compose.yaml"] == "/etc/envoy/envoy.yaml"
     assert (ROOT / "envoy/envoy.compose.yaml").exists()
     settings = envoy_variants.compose_settings()
@@ -97,6 +98,9 @@ def test_compose_page_config_points_at_the_gateway_from_an_allowed_origin():
 def test_compose_mounts_files_that_exist():
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
+            if isinstance(volume, dict):  # a named volume's subpath: the volume must be declared
+                assert volume["source"] in compose()["volumes"], f"{name} mounts undeclared {volume['source']}"
+                continue
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).resolve().exists(), f"{name} mounts missing {source}"
@@ -109,9 +113,13 @@ def test_compose_mounts_files_that_exist():
 
 def test_dockerfile_builds_one_non_root_image_for_both_services():
     text = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert re.search(r'^ENTRYPOINT \["python", "-m", "services"\]$', text, re.M)
-    user = re.findall(r"^USER (\S+)$", text, re.M)
+    assert re.search(r"^FROM python:3\.11-slim AS services$", text, re.M)
+    # The default (last) stage is the services' stage as it is; compose's certificate
+    # authority is a separate target built on it.
+    assert re.findall(r"^FROM .+$", text, re.M)[-1] == "FROM services"
+    services = text.split("\nFROM services AS certificates")[0]
+    assert re.search(r'^ENTRYPOINT \["python", "-m", "services"\]$', services, re.M)
+    user = re.findall(r"^USER (\S+)$", services, re.M)
     assert user and user[-1].split(":")[0] not in ("0", "root")
     assert "HEALTHCHECK" not in re.sub(r"#.*", "", text)
     # Everything the image copies is in the repository and let through the ignore file.
@@ -146,8 +154,10 @@ def test_service_deployments_probe_grpc_health_and_are_sized(name):
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [service]
     grpc_port, metrics_port = PORTS[service]
-    assert container["livenessProbe"]["grpc"] == {"port": grpc_port, "service": ""}
-    assert container["readinessProbe"]["grpc"] == {"port": grpc_port,
+    # The kubelet cannot do TLS: probes go to the plaintext health-only port.
+    health_port = CONTAINER_PORTS[service]["health"]
+    assert container["livenessProbe"]["grpc"] == {"port": health_port, "service": ""}
+    assert container["readinessProbe"]["grpc"] == {"port": health_port,
                                                    "service": READINESS[service]}
     assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
     assert "memory" in container["resources"]["limits"]

@@ -41,7 +41,7 @@ def route_for(config: dict, path: str, headers: dict[str, str] | None = None) ->
     """The first route matching like Envoy would (regex path, exact header values)."""
     for route in routes(config):
         match = route["match"]
-        if route["name"] == "not_grpc":  # a gRPC call's content type never matches it
+        if route["name"].startswith("not_grpc"):  # a gRPC call's method and content type never match them
             continue
         if not re.fullmatch(match["safe_regex"]["regex"], path):
             continue
@@ -84,13 +84,13 @@ def test_filter_order_puts_cors_first_and_router_last():
         "cors", "grpc_web", "grpc_stats", "local_ratelimit", "jwt_authn", "router"]
 
 
-def test_jwt_is_required_on_automation_calls_only():
+def test_jwt_is_required_on_automation_calls_and_health_watch_streams_only():
     jwt = JwtSettings(issuer="https://issuer", audiences=("a",), jwks_path="/j.json")
     listener = render(EnvoySettings(jwt=jwt))["static_resources"]["listeners"][0]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     (jwt_filter,) = [f for f in hcm["http_filters"] if f["name"].endswith("jwt_authn")]
     rules = jwt_filter["typed_config"]["rules"]
-    assert [rule["match"] for rule in rules] == [{"prefix": AUTOMATION}]
+    assert [rule["match"] for rule in rules] == [{"prefix": AUTOMATION}, {"path": "/grpc.health.v1.Health/Watch"}]
     assert jwt_filter["typed_config"]["providers"]["opsconductor"]["local_jwks"] == {
         "filename": "/j.json"}
 
@@ -129,19 +129,56 @@ def test_only_known_methods_are_routed():
             route_for(config, path)
 
 
-def test_posts_that_are_not_grpc_are_refused_with_415_before_any_other_route():
-    first = routes(render(EnvoySettings()))[0]
-    assert first["name"] == "not_grpc" and first["direct_response"] == {"status": 415}
-    method, content_type = first["match"]["headers"]
-    assert method["string_match"] == {"exact": "POST"} and content_type["invert_match"] is True
+def test_what_is_not_grpc_is_refused_with_415_before_any_other_route():
+    method_route, options_route, type_route = routes(render(EnvoySettings()))[:3]
+    for route in (method_route, options_route, type_route):
+        assert route["name"].startswith("not_grpc") and route["direct_response"] == {"status": 415}
+        # Envoy answers application/grpc requests in gRPC's form: INVALID_ARGUMENT, not UNKNOWN.
+        added = {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
+        assert added["grpc-status"] == "3" and "POST" in added["grpc-message"]
+    (method,) = method_route["match"]["headers"]
+    assert method["name"] == ":method" and method["invert_match"]
+    assert method["string_match"] == {"safe_regex": {"regex": "POST|OPTIONS"}}
+    # An OPTIONS that is no CORS preflight is refused too; a preflight goes on to the CORS filter.
+    assert options_route["match"]["headers"] == [
+        {"name": ":method", "string_match": {"exact": "OPTIONS"}},
+        {"name": "access-control-request-method", "present_match": False}]
+    post, content_type = type_route["match"]["headers"]
+    assert post == {"name": ":method", "string_match": {"exact": "POST"}}
+    assert content_type["invert_match"] is True and content_type["treat_missing_header_as_empty"] is True
     regex = content_type["string_match"]["safe_regex"]["regex"]  # Envoy matches the whole value
     for spoken in ("application/grpc", "application/grpc+proto", "application/grpc-web",
-                   "application/grpc-web+proto", "application/grpc-web-text",
-                   "application/grpc-web-text+proto", "application/grpc-web+proto; charset=utf-8"):
+                   "application/grpc-web+proto", "application/grpc-web-text", "application/grpc-web-text+proto"):
         assert re.fullmatch(regex, spoken), spoken
-    for refused in ("text/plain", "application/json", "application/grpc-web+json",
-                    "application/grpc+json", "application/x-www-form-urlencoded", "application/grpcx"):
+    # Parameters too: neither spec writes any, and Envoy's gRPC-Web filter would not translate them.
+    for refused in ("text/plain", "application/json", "application/grpc-web+json", "application/grpc+json",
+                    "application/x-www-form-urlencoded", "application/grpcx", "application/grpc; charset=utf-8",
+                    "application/grpc-web+proto; charset=utf-8", "Application/GRPC", "application/grpc-web ", ""):
         assert not re.fullmatch(regex, refused), refused
+
+
+def test_admission_is_bounded_per_pool_and_per_caller_connection():
+    config = render(EnvoySettings())
+    for name in ("stable_pool", "canary_pool", "stable", "canary"):
+        (thresholds,) = clusters(config)[name]["circuit_breakers"]["thresholds"]
+        assert thresholds == {"priority": "DEFAULT", "max_connections": 32, "max_pending_requests": 128,
+                              "max_requests": 512, "max_retries": 64}
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["http2_protocol_options"] == {"max_concurrent_streams": 256}
+    monitor = config["overload_manager"]["resource_monitors"][0]["typed_config"]
+    assert monitor["max_active_downstream_connections"] == 4096
+    with pytest.raises(ValueError, match="max_requests"):
+        EnvoySettings(max_requests=0)
+
+
+def test_only_hosts_that_fail_to_answer_are_ejected_never_for_their_replies():
+    detection = clusters(render(EnvoySettings()))["stable_pool"]["outlier_detection"]
+    assert detection["split_external_local_origin_errors"] is True
+    assert detection["consecutive_local_origin_failure"] == 3
+    assert detection["enforcing_consecutive_local_origin_failure"] == 100
+    for enforcing in ("enforcing_consecutive_5xx", "enforcing_consecutive_gateway_failure", "enforcing_success_rate",
+                      "enforcing_local_origin_success_rate"):
+        assert detection[enforcing] == 0, enforcing
 
 
 def test_each_pool_fails_over_to_the_other_through_its_aggregate():
@@ -166,13 +203,15 @@ def test_each_pool_fails_over_to_the_other_through_its_aggregate():
                                                  "refused-stream"}
 
 
-def test_timeouts_stay_above_the_services_30_s_deadline():
-    action = route_for(render(EnvoySettings()), AUTOMATION + "Execute")["route"]
-    assert action["timeout"] == "35s"
-    # Both: a call without grpc-timeout is bounded too (Envoy ignores `timeout` for gRPC here).
-    assert action["max_stream_duration"] == {"grpc_timeout_header_max": "35s",
-                                             "max_stream_duration": "35s"}
-    assert int(action["retry_policy"]["per_try_timeout"].rstrip("s")) >= 30
+def test_timeouts_stay_above_the_services_30_s_deadline_and_bound_streams_too():
+    config = render(EnvoySettings())
+    for path in (AUTOMATION + "Execute", "/grpc.health.v1.Health/Watch",
+                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"):
+        action = route_for(config, path)["route"]
+        assert action["timeout"] == "35s"
+        # Both: a call without grpc-timeout is bounded too (Envoy ignores `timeout` for gRPC here).
+        assert action["max_stream_duration"] == {"max_stream_duration": "35s"}, path
+        assert int(action["retry_policy"]["per_try_timeout"].rstrip("s")) >= 30
 
 
 def test_admin_is_loopback_and_stats_listener_serves_one_path():

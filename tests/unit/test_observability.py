@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from opsconductor.observability import dashboards as dashboards_module
 from opsconductor.observability import prometheus_config as pc
+from opsconductor.observability import queries as q
+from opsconductor.observability import view as view_module
 from tests.support import promql
 from tests.support.promql import Query
 
@@ -258,7 +261,7 @@ def test_dashboards_have_stable_uids_and_their_variables() -> None:
         pool = variables["pool"]
         assert pool["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, name
         assert pool["multi"] and pool["includeAll"], name
-        assert "pool" in pool["definition"], name
+        assert "pool" in pool["query"], name
         ids = [panel["id"] for panel in promql.iter_panels(board)]
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
 
@@ -283,24 +286,40 @@ def _queries_of(board: dict) -> list[str]:
 def test_execution_dashboard_answers_its_questions() -> None:
     board = dashboards()["execution.json"]
     panels = [p for p in promql.iter_panels(board) if p["type"] != "row"]
-    queries = " ".join(_queries_of(board))
+    queries = _queries_of(board)
     assert any(p["type"] == "heatmap" and p["targets"][0].get("format") == "heatmap" for p in panels)
     exemplar = [t for p in panels for t in p["targets"] if t.get("exemplar")]
     # Exemplars only come with the raw histogram, never with a recorded series.
     assert exemplar and all("ai_request_duration_seconds_bucket{" in t["expr"] for t in exemplar)
-    assert "by (error_type)" in queries and "ai_request_errors" in queries
-    for quantile in ("0.5", "0.95", "0.99"):
-        assert f'quantile="{quantile}"' in queries
-    assert 'pool="canary"' in queries and 'pool="stable"' in queries
-    assert 'slo="availability"' in queries and "pool_tool_status:ai_requests:rate5m" in queries
-    assert "$pool" in queries
+    # The golden signals are the shared definitions themselves, per pool of the $pool variable.
+    by_pool = q.Scope(pool="$pool", by=("pool",))
+    for expr in (q.request_rate(dashboards_module.RATE, by_pool), q.success_ratio(dashboards_module.RATE, by_pool),
+                 q.traffic_share(dashboards_module.RATE, by_pool), q.healthy_hosts(by_pool),
+                 *(q.latency_quantile(quantile, dashboards_module.RATE, by_pool) for quantile in q.QUANTILES)):
+        assert expr in queries, expr
+    assert any("by (error_type)" in expr and "ai_request_errors_total" in expr for expr in queries)
+    assert any('pool="canary"' in expr and 'pool="stable"' in expr for expr in queries)
+    assert any(q.BUDGET_CODES in expr and "/ 0.001" in expr for expr in queries)  # budget burn
+    assert "slo:period_error_budget_remaining:ratio" in " ".join(queries)
 
 
 def test_selector_dashboard_answers_its_questions() -> None:
     queries = " ".join(_queries_of(dashboards()["selector.json"]))
     for needle in ("selector_selections", "topk(", "selector_errors", "selector_accuracy_ratio",
-                   "selector_cache_hit", "selector_search", "selector_search_duration_seconds"):
+                   "selector_cache_hits_total", "selector_search", "selector_search_duration_seconds"):
         assert needle in queries, needle
+
+
+def test_exemplars_link_to_their_trace() -> None:
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yaml").read_text())
+    [destination] = datasources["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"]
+    assert destination["name"] == "trace_id"  # the exemplar label the automation service sets
+    # Provisioning expands "$NAME": "$$" keeps Grafana's own ${__value.raw} placeholder.
+    assert destination["url"] == dashboards_module.JAEGER_TRACE_URL + "$${__value.raw}"
+    board = dashboards()["execution.json"]
+    links = [link for p in promql.iter_panels(board) if any(t.get("exemplar") for t in p.get("targets", ()))
+             for link in p["fieldConfig"]["defaults"].get("links", ())]
+    assert links and all(link["url"].startswith(dashboards_module.JAEGER_TRACE_URL) for link in links)
 
 
 def test_every_metric_used_is_documented_or_recorded() -> None:
@@ -389,4 +408,6 @@ def test_all_queries_names_every_rule_and_panel() -> None:
     assert any(name.startswith("OpsConductorErrorBudgetBurn (page, availability) #") for name in names)
     panel_titles = {p["title"] for b in dashboards().values() for p in promql.iter_panels(b) if p["type"] != "row"}
     assert {name.rsplit(" [", 1)[0] for name in names if name.endswith("]")} == panel_titles
-    assert all("$" not in q.expr for q in queries)
+    assert {q.name for q in queries if q.source == "mesh view"} == {v.name for v in view_module.view_queries()}
+    # Every dashboard variable is filled in; only label_replace's own "$1" references remain.
+    assert all("$" not in q.expr.replace('"$1"', "") for q in queries)

@@ -4,6 +4,7 @@ loopback listeners the tools are pointed at."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import socket
 import threading
@@ -14,14 +15,16 @@ import pytest
 from services.common.config import FaultConfig
 from services.common.errors import DestinationDeniedError, InjectedFaultError, UnknownToolError, ValidationError
 from services.pipeline.allowlist import Allowlist
+from services.pipeline.egress import Egress
 from services.pipeline.faults import FaultInjector
 from services.pipeline.runner import ToolRunner
 from services.pipeline.selector import KeywordSelector, NoMatch, score
 from services.pipeline.selector_eval import evaluate
 from services.pipeline.tools import CATALOGUE, ToolContext
+from tests.unit.fakes import FakeResolver
 
 TOOLS = {tool.name: tool for tool in CATALOGUE}
-LOOPBACK = ToolContext(Allowlist(["127.0.0.0/8", "::1", "localhost"]))
+LOOPBACK = ToolContext(Egress(Allowlist(["127.0.0.0/8", "::1", "localhost"]), FakeResolver()))
 
 
 def run_tool(name: str, text: str, **arguments: str) -> str:
@@ -59,7 +62,7 @@ def test_delay_is_cancelled_with_its_call():
 def test_arguments_are_checked_by_name_type_and_range():
     with pytest.raises(ValidationError, match="takes no argument 'colour'"):
         TOOLS["echo"].parse_arguments({"colour": "red"})
-    with pytest.raises(ValidationError, match="must be an int"):
+    with pytest.raises(ValidationError, match="must be an integer"):
         TOOLS["delay"].parse_arguments({"ms": "soon"})
     with pytest.raises(ValidationError, match="between 0 and 60000"):
         TOOLS["delay"].parse_arguments({"ms": "60001"})
@@ -127,10 +130,13 @@ def test_http_check_reports_status_without_following_redirects():
 
 def test_allowlist_matches_networks_names_and_suffixes():
     allowlist = Allowlist(["10.0.0.0/8", "db.example", "*.corp.example", "::1"])
-    assert allowlist.allows("10.1.2.3") and allowlist.allows("[::1]") and allowlist.allows("DB.example.")
-    assert allowlist.allows("api.corp.example")
-    assert not allowlist.allows("corp.example.evil") and not allowlist.allows("11.0.0.1")
-    assert not allowlist.allows("localhost")
+    address = ipaddress.ip_address
+    assert allowlist.allows_address(address("10.1.2.3"), from_name=False)
+    assert allowlist.allows_address(address("::1"), from_name=False)
+    assert allowlist.allows_name("DB.example.") and allowlist.allows_name("api.corp.example")
+    assert not allowlist.allows_name("corp.example") and not allowlist.allows_name("corp.example.evil")
+    assert not allowlist.allows_address(address("11.0.0.1"), from_name=False)
+    assert not allowlist.allows_name("localhost")
 
 
 # --- selector ----------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ from services.automation.pipeline_client import UpstreamError, _translate
 from services.automation.servicer import AutomationServicer
 from services.common.config import FaultConfig, automation_config
 from services.pipeline.allowlist import Allowlist
+from services.pipeline.egress import Egress
 from services.pipeline.faults import FaultInjector
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.runner import ToolRunner
 from services.pipeline.selector import KeywordSelector
 from services.pipeline.servicer import PipelineServicer
 from services.pipeline.tools import CATALOGUE, ToolContext
-from tests.unit.fakes import Aborted, FakeContext
+from tests.unit.fakes import Aborted, FakeContext, FakeResolver
 
 
 class FakePipeline:
@@ -98,12 +99,17 @@ def test_invalid_trace_id_field_is_rejected_but_the_error_has_a_usable_id():
     assert not pipeline.calls
 
 
-def test_pipeline_deadline_is_the_callers_remaining_time_less_a_margin():
+def test_a_shorter_caller_deadline_is_left_to_end_the_call_itself():
+    # The pipeline call outlives the caller's deadline a little, so that deadline (the caller's
+    # choice) ends the call, never a DEADLINE_EXCEEDED this service would answer as its fault.
     servicer, pipeline = automation()
-    call(servicer, FakeContext(time_remaining=2.0), input="ping")
-    assert pipeline.calls[0][2] == pytest.approx(1.9)
-    _, context = call(servicer, FakeContext(time_remaining=0.05), input="ping")
-    assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED and len(pipeline.calls) == 1
+    for remaining in (2.0, 0.09, 0.0005, -0.01):
+        _, context = call(servicer, FakeContext(time_remaining=remaining), input="ping")
+        assert context.code is None, (remaining, context.code, context.details)
+    assert [round(timeout, 4) for _, _, timeout in pipeline.calls] == [2.05, 0.14, 0.0505, 0.05]
+    call(servicer, FakeContext(time_remaining=600.0), input="ping")  # EXECUTE_TIMEOUT_S is the bound
+    call(servicer, FakeContext(), input="ping")
+    assert [timeout for _, _, timeout in pipeline.calls[-2:]] == [30.0, 30.0]
 
 
 def _aio_error(code: grpc.StatusCode, details: str, reason: str | None = None) -> grpc.aio.AioRpcError:
@@ -135,7 +141,8 @@ NO_FAULTS = FaultConfig(0, 0, 0)
 
 
 def pipeline_servicer(faults=NO_FAULTS, bypass=False) -> PipelineServicer:
-    runner = ToolRunner(CATALOGUE, KeywordSelector(CATALOGUE), ToolContext(Allowlist(["127.0.0.0/8", "localhost"])),
+    egress = Egress(Allowlist(["127.0.0.0/8", "localhost"]), FakeResolver())
+    runner = ToolRunner(CATALOGUE, KeywordSelector(CATALOGUE), ToolContext(egress),
                         bypass_llm=bypass, host_platform="linux")
     metrics = PipelineMetrics(CollectorRegistry(), [tool.name for tool in CATALOGUE], ["linux"])
     return PipelineServicer(runner, FaultInjector(faults), pool="canary", instance="pipe-9", metrics=metrics)

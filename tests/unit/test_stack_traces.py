@@ -50,3 +50,19 @@ def test_off_means_no_spans_anywhere():
 def test_bad_trace_flags_are_usage_errors(flags):
     with pytest.raises(UsageError):
         spec(*flags)
+
+
+def test_the_tools_never_reach_the_store_or_a_real_backend_s_collector():
+    ports = Ports()
+    local = spec().traces
+    # The store's ports are the stack's own (checked free, in MESH_PORTS through them).
+    assert set(traces.required_ports(local, ports).values()) == {ports.traces_otlp, ports.traces_query,
+                                                                  ports.traces_metrics}
+    assert traces.mesh_ports(local) == set()
+    backend = spec("--otlp-endpoint", "http://collector.example:4318").traces
+    # Another process's port: never checked free, but still never a tool's destination.
+    assert traces.required_ports(backend, ports) == {} and traces.mesh_ports(backend) == {4318}
+    assert traces.page_args(backend, ports) == [] and traces.page_args(local, ports) == [
+        "--traces-url", f"http://127.0.0.1:{ports.traces_query}"]
+    off = spec("--trace-sample", "off").traces
+    assert traces.required_ports(off, ports) == {} and traces.mesh_ports(off) == set()

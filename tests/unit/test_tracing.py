@@ -262,3 +262,63 @@ def test_an_unsampled_call_carries_its_trace_on_without_a_span(recorded):
     call = _call_under(0, body)
     assert call.span is None and recorded.get_finished_spans() == ()
     assert dict(call.metadata)["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00"
+
+
+# --- the egress check and the exemplars, as traces see them ------------------------------------
+
+
+def _checked(host: str, port: int, table: dict[str, tuple[str, ...]], mesh_ports: tuple[int, ...] = ()):
+    """The attributes the egress check leaves on the current span, and what it raised."""
+    from services.common.errors import DestinationDeniedError
+    from services.pipeline.allowlist import Allowlist
+    from services.pipeline.egress import Egress, parse_host
+    from tests.unit.fakes import FakeResolver
+
+    egress = Egress(Allowlist(["127.0.0.0/8", "checked.test"]), FakeResolver(table), mesh_ports)
+    with trace.get_tracer("test").start_as_current_span("run tool") as span:
+        try:
+            asyncio.run(egress.destination(parse_host(host), port, 1.0))
+            raised = None
+        except DestinationDeniedError as error:
+            raised = error.reason
+    return dict(span.attributes), raised
+
+
+def test_the_egress_check_puts_the_destination_as_written_and_the_addresses_it_allowed_on_the_span(recorded):
+    attributes, raised = _checked("checked.test", 8443, {"checked.test": ("127.0.0.5", "10.9.9.9")})
+    assert raised is None
+    assert (attributes["server.address"], attributes["server.port"]) == ("checked.test", 8443)
+    assert attributes["opsconductor.destination.allowed"] is True
+    # Only the address the tool may connect to: the private one outside the allowlist is not named.
+    assert attributes["opsconductor.destination.addresses"] == ("127.0.0.5",)
+
+
+@pytest.mark.parametrize(("host", "port", "mesh_ports"), [
+    ("checked.test", 9901, (9901,)),  # a port of the mesh (the trace store's among them)
+    ("internal.test", 80, ()),  # a name that is not listed: never looked up
+    ("10.9.9.9", 80, ()),  # an address outside the listed networks
+])
+def test_a_refused_destination_is_on_the_span_without_any_address_it_resolved_to(recorded, host, port, mesh_ports):
+    attributes, raised = _checked(host, port, {"checked.test": ("127.0.0.5",), "internal.test": ("10.0.0.1",)},
+                                  mesh_ports)
+    assert raised == "DESTINATION_DENIED"
+    assert (attributes["server.address"], attributes["opsconductor.destination.allowed"]) == (host, False)
+    assert "opsconductor.destination.addresses" not in attributes
+
+
+def _exemplars(registry: CollectorRegistry, family: str) -> list[str]:
+    return [sample.exemplar.labels["trace_id"] for metric in registry.collect() if metric.name == family
+            for sample in metric.samples if sample.exemplar is not None]
+
+
+def test_a_failure_keeps_its_trace_id_as_an_exemplar_even_unsampled_a_latency_sample_only_when_sampled():
+    from services.automation.metrics import ExecuteMetrics
+
+    registry = CollectorRegistry()
+    metrics = ExecuteMetrics(registry)
+    metrics.observe("none", "NOT_FOUND", "UNKNOWN_TOOL", 0.002, "a" * 32, sampled=False)
+    metrics.observe("none", "OK", None, 0.003, "b" * 32, sampled=False)
+    assert _exemplars(registry, "ai_request_errors") == ["a" * 32]  # the failure finds its log lines
+    assert _exemplars(registry, "ai_request_duration_seconds") == []  # no trace a backend could show
+    metrics.observe("none", "OK", None, 0.004, "c" * 32, sampled=True)
+    assert _exemplars(registry, "ai_request_duration_seconds") == ["c" * 32]
