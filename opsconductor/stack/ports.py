@@ -4,7 +4,9 @@ read it), and who holds a port that is taken."""
 from __future__ import annotations
 
 import errno
+import random
 import socket
+import threading
 from dataclasses import dataclass
 
 # Replica i of a pool listens at base + i; 20 replicas per pool fit without collisions.
@@ -53,8 +55,54 @@ def replica_ports(pool: str, index: int) -> dict[str, int]:
     return {name: base + index for name, base in REPLICA_BASES[pool].items()}
 
 
+# Free ports are chosen from here up to the kernel's ephemeral range: above every port of the
+# table, and out of reach of the kernel's own choices.
+FREE_PORTS_FROM = 20_000
+_scan: dict[str, int] = {}  # the next port to try (one scan per process)
+_scan_lock = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out (bind to 0, then release)."""
+    """A port nothing uses now, for a listener this process or its child binds a moment later.
+
+    Chosen below the kernel's ephemeral range, not by binding to port 0: outgoing connections
+    take their local ports from that range, and so does every other program's bind to 0, and on
+    a busy machine one of them took a port between its choice and the bind that followed. Ports
+    are tried in increasing order from a random start, so a process never hands one out twice
+    (until the scan wraps around, some 12,000 ports later)."""
+    low = _ephemeral_low()
+    if low - FREE_PORTS_FROM < 1000:  # an unusual range: leave the choice to the kernel
+        return _kernel_port(host)
+    span = low - FREE_PORTS_FROM
+    with _scan_lock:
+        port = _scan.setdefault("next", random.randrange(FREE_PORTS_FROM, low))
+        for _ in range(span):
+            _scan["next"] = FREE_PORTS_FROM + (port + 1 - FREE_PORTS_FROM) % span
+            if _bindable(host, port):
+                return port
+            port = _scan["next"]
+    return _kernel_port(host)
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports_range:
+            return int(ports_range.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    # Without SO_REUSEADDR: a port with connections lingering in TIME_WAIT is passed over too.
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
