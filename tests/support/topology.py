@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.support.gateway import Gateway, start_gateway
 from tests.support.procs import Process
 from opsconductor.stack.replica import ServicePair, service_pair
+from services.common.names import AUTOMATION_SERVICE
 
 
 @dataclass
@@ -46,14 +47,27 @@ class Topology:
 
     def heal(self) -> None:
         """Restarts whatever a test stopped or killed, and waits until Envoy sees every host."""
+        restarted = False
         for pair in self.pairs():
             if not pair.pipeline.running():
                 pair.start_pipeline()
+                restarted = True
             if not pair.automation.running():
                 pair.start_automation()
-        if self.gateway is not None:
-            self.gateway.admin.set_weights(90, 10)
-            self.gateway.wait_pools_healthy({pool: len(pairs) for pool, pairs in self.pools.items()})
+                restarted = True
+        if self.gateway is None:
+            return
+        self.gateway.admin.set_weights(90, 10)
+        expected = {pool: len(pairs) for pool, pairs in self.pools.items()}
+        if not restarted:
+            self.gateway.wait_pools_healthy(expected)
+            return
+        # Every automation ready again by its own account (its pipeline's readiness reaches it
+        # through a health watch), then healthy in Envoy's eyes for a whole check round: Envoy
+        # could still act on a check it made during the outage, after seeing every host healthy.
+        for pair in self.pairs():
+            pair.automation.wait_healthy(pair.health_target("automation"), AUTOMATION_SERVICE)
+        self.gateway.wait_pools_settled(expected)
 
     def stop(self) -> None:
         """Stops every process by PID: gateways first, so no call lands on a stopping service."""
