@@ -1,4 +1,5 @@
-"""Arguments several commands share: the state directory and the environment a check targets."""
+"""Arguments several commands share: the state directory, the environment a check targets, and
+how a command reports (-o table|json)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,36 @@ import argparse
 import sys
 from pathlib import Path
 
+from opsconductor.cli import exits
+from opsconductor.cli.parsing import existing_file
 from opsconductor.release import environments
-from opsconductor.stack.state import DEFAULT_STATE_DIR
+from opsconductor.stack import state
 
 
 def add_state_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help=f"state directory of `up` (OPSCONDUCTOR_STATE_DIR, default {DEFAULT_STATE_DIR})")
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help=f"state directory of `up` (default ${state.STATE_DIR_VARIABLE}, else .opsconductor)")
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    """--state-dir, else $OPSCONDUCTOR_STATE_DIR, else .opsconductor."""
+    return args.state_dir if getattr(args, "state_dir", None) is not None else state.default_dir()
 
 
 def add_environment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("environment", nargs="?", default="local", help="local, staging or production (default local)")
-    parser.add_argument("--config", type=Path, default=environments.DEFAULT_FILE, help="environments file")
-    parser.add_argument("--state-dir", type=Path, help="state directory of a local stack")
+    parser.add_argument("--config", type=existing_file, default=environments.DEFAULT_FILE, metavar="FILE",
+                        help="environments file (default deploy/environments.toml)")
+    add_state_dir(parser)
 
 
-def load_environment(args: argparse.Namespace, command: str) -> environments.Environment | None:
-    """The environment the arguments name, or None after printing why there is none."""
+def load_environment(args: argparse.Namespace, command: str) -> environments.Environment | int:
+    """The environment the arguments name, or the exit code after printing why there is none."""
     try:
         return environments.load(args.environment, args.config, args.state_dir)
+    except environments.NoLocalStack as error:
+        print(f"opsconductor {command}: {error}", file=sys.stderr)
+        return exits.NO_STACK
     except environments.UnknownEnvironment as error:
         print(f"opsconductor {command}: {error}", file=sys.stderr)
-        return None
+        return exits.USAGE

@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from opsconductor.cli.output import add_output
+from opsconductor.cli.parsing import command, count, existing_dir, seconds
 from opsconductor.load import cost
 from opsconductor.load.bench import BenchOptions, run_benchmark, telemetry_cost, verified
 from opsconductor.load.report import table
@@ -30,14 +32,15 @@ def run(args: argparse.Namespace) -> int:
         report = cost.measure_cost(cost.CostOptions(args.cost, rate=args.rate, duration_s=args.duration,
                                                     rounds=args.rounds, builtin_client=args.builtin_client,
                                                     baseline_source=args.baseline_source))
-        print(cost.table(report))
+        text = cost.table(report)
     elif args.telemetry_cost:
         report = telemetry_cost(options)
-        print(f"per-call metrics and logs cost {report['cost']:.1%} of throughput through the automation service "
-              f"(target: at most 20 %)")
+        text = (f"per-call metrics and logs cost {report['cost']:.1%} of throughput through the automation service "
+                f"(target: at most 20 %)")
     else:
         report = run_benchmark(options)
-        print(table(report))
+        text = table(report)
+    print(json.dumps(report, indent=2) if args.output == "json" else text)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     if args.cost:
@@ -46,21 +49,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parsers(commands) -> None:
-    bench = commands.add_parser("bench", help="measure throughput, latency and cost of Execute",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (default 10)")
-    bench.add_argument("--concurrency", type=int, default=64, help="concurrent calls (default 64)")
-    bench.add_argument("--rate", type=float, default=500.0, help="steady rate through the gateway (default 500/s)")
-    bench.add_argument("--slow-calls", type=int, default=100,
+    bench = command(commands, "bench", help="measure throughput, latency and cost of Execute", description=__doc__,
+                    examples=(("opsconductor bench", "every scenario, 10 s each"),
+                              ("opsconductor bench --cost checkout --baseline-source ../main", ""),
+                              ("opsconductor bench --duration 5 -o json", "")))
+    bench.add_argument("--duration", type=seconds, default=10.0, help="seconds per scenario (default 10)")
+    bench.add_argument("--concurrency", type=count, default=64, help="concurrent calls (default 64)")
+    bench.add_argument("--rate", type=seconds, default=500.0, metavar="PER_S",
+                       help="steady rate through the gateway (default 500/s)")
+    bench.add_argument("--slow-calls", type=count, default=100,
                        help="slow calls held open (default 100; a pipeline runs at most TOOL_MAX_WAITING, 128)")
     bench.add_argument("--soak", action="store_true", help="send --soak-calls calls and report memory growth")
-    bench.add_argument("--soak-calls", type=int, default=100_000, help="calls in a soak (default 100000)")
+    bench.add_argument("--soak-calls", type=count, default=100_000, help="calls in a soak (default 100000)")
     bench.add_argument("--telemetry-cost", action="store_true", help="compare TELEMETRY on and off")
     bench.add_argument("--cost", choices=sorted(cost.FEATURES), metavar="FEATURE",
                        help=f"cost of a call-path feature at --rate: {', '.join(sorted(cost.FEATURES))}")
-    bench.add_argument("--rounds", type=int, default=2, help="with --cost: rounds per variant (default 2)")
-    bench.add_argument("--baseline-source", type=Path, metavar="DIR",
+    bench.add_argument("--rounds", type=count, default=2, help="with --cost: rounds per variant (default 2)")
+    bench.add_argument("--baseline-source", type=existing_dir, metavar="DIR",
                        help="with --cost checkout: the other checkout whose services to compare with")
     bench.add_argument("--builtin-client", action="store_true", help="use the asyncio client even if h2load exists")
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
-    bench.set_defaults(func=run)
+    add_output(bench)
+    bench.set_defaults(func=run, interrupted=lambda args: "interrupted; the benchmark's own mesh was stopped, "
+                                                          "no figures were kept")

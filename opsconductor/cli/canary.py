@@ -1,59 +1,36 @@
 """`opsconductor canary status|set|rollback|promote|bypass|rollout`: see and change how calls
-split between the stable and canary pools of a running stack."""
+split between the stable and canary pools of a running stack. Every change is carried out by
+the stack's supervisor, so Ctrl-C or a closed terminal never leaves one half done; two at once
+are serialised (the second is told the first is in progress, or waits with --wait)."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
-from pathlib import Path
 
-from opsconductor.cli import stat
-from opsconductor.cli.arguments import add_state_dir
-from opsconductor.gateway.admin import AdminError, EnvoyAdmin, Weights
+from opsconductor.cli import exits, stat
+from opsconductor.cli.arguments import add_state_dir, state_dir
+from opsconductor.cli.operation import ChangeFailed, describe_mesh, interrupted_change, run_change
+from opsconductor.cli.output import add_output, emit
+from opsconductor.cli.parsing import command, count, percent, seconds
+from opsconductor.gateway.admin import AdminError, EnvoyAdmin
 from opsconductor.observability import prometheus
 from opsconductor.release import rollout
 from opsconductor.release.analysis import CanaryCriteria
 from opsconductor.stack import control, state
 from opsconductor.stack.weights import set_canary_share
 
-_PERCENT = re.compile(r"\d{1,3}")
-
-
-class CanaryError(RuntimeError):
-    """A canary command cannot be carried out; the message says why."""
-
-
-def parse_percent(text: str) -> int:
-    """The canary share: an integer 0-100 and nothing else (Envoy would take junk silently)."""
-    if not _PERCENT.fullmatch(text.strip()) or int(text) > 100:
-        raise CanaryError(f"the canary share must be a whole number from 0 to 100, not {text!r}")
-    return int(text)
-
-
-def _stack(args: argparse.Namespace) -> state.StackState:
-    try:
-        return state.load(args.state_dir)
-    except state.NoStack as error:
-        raise CanaryError(str(error)) from None
-
-
-def _admin(args: argparse.Namespace) -> EnvoyAdmin:
-    return EnvoyAdmin(args.admin or _stack(args).endpoint(state.ENVOY_ADMIN))
-
-
-def _set_share(args: argparse.Namespace, percent: int) -> Weights:
-    """Applies the split at once; a stack started by `up` keeps it for its next start."""
-    return set_canary_share(_admin(args), None if args.admin else args.state_dir, percent)
-
 
 def run(args: argparse.Namespace) -> int:
     try:
         return args.action(args)
-    except (CanaryError, AdminError, ValueError, RuntimeError) as error:
-        print(f"opsconductor canary: {error}", file=sys.stderr)
-        return 2 if isinstance(error, (CanaryError, ValueError)) else 1
+    except ChangeFailed as error:
+        print(f"opsconductor canary {args.canary_command}: {error}", file=sys.stderr)
+        return error.code
+    except (AdminError, control.ControlError, prometheus.PrometheusError) as error:
+        print(f"opsconductor canary {args.canary_command}: {error}", file=sys.stderr)
+        return exits.UNREACHABLE
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -61,99 +38,164 @@ def _status(args: argparse.Namespace) -> int:
     return stat.show(args)
 
 
+def _weights_text(result: dict) -> str:
+    weights = result["weights"]
+    return f"weights: stable {weights['stable']} % / canary {weights['canary']} %"
+
+
 def _set(args: argparse.Namespace) -> int:
-    weights = _set_share(args, parse_percent(args.percent))
-    print(f"weights: stable {weights.stable} % / canary {weights.canary} %")
-    return 0
+    if args.admin:  # a gateway no supervisor owns: straight to its admin
+        weights = set_canary_share(EnvoyAdmin(args.admin), None, args.percent)
+        result = {"weights": {"stable": weights.stable, "canary": weights.canary}}
+    else:
+        result = run_change(args, "set-weights", {"canary": args.percent}, echo=lambda line: None)
+    emit(args, result, lambda: _weights_text(result))
+    return exits.OK
 
 
 def _rollback(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    _set_share(args, 0)
-    print(f"rolled back: every call goes to the stable pool ({(time.monotonic() - started) * 1000:.0f} ms)")
-    return 0
-
-
-def _send(args: argparse.Namespace, command: dict) -> int:
-    for line in control.send(Path(_stack(args).control_socket), command):
-        print(line, flush=True)
-    return 0
+    if args.admin:
+        weights = set_canary_share(EnvoyAdmin(args.admin), None, 0)
+        result = {"weights": {"stable": weights.stable, "canary": weights.canary},
+                  "took_ms": round((time.monotonic() - started) * 1000, 1)}
+    else:
+        result = run_change(args, "rollback", {}, echo=lambda line: None)
+    emit(args, result, lambda: f"rolled back: every call goes to the stable pool ({result['took_ms']:.0f} ms)")
+    return exits.OK
 
 
 def _promote(args: argparse.Namespace) -> int:
-    return _send(args, {"op": "promote"})
+    result = run_change(args, "promote", {})
+    emit(args, result, lambda: _weights_text(result))
+    return exits.OK
 
 
 def _bypass(args: argparse.Namespace) -> int:
     value = "true" if args.state == "on" else "false"
-    print(f"restarting the canary pool with FEATURE_BYPASS_LLM={value}, one replica at a time …", flush=True)
-    return _send(args, {"op": "restart", "pool": "canary", "env": {"FEATURE_BYPASS_LLM": value}})
+    result = run_change(args, "restart-pool", {"pool": "canary", "env": {"FEATURE_BYPASS_LLM": value}})
+    emit(args, result, lambda: f"the canary pool runs with FEATURE_BYPASS_LLM={value}")
+    return exits.OK
 
 
-def _policy(args: argparse.Namespace) -> rollout.Policy:
-    return rollout.Policy(steps=rollout.parse_steps(args.steps), interval_s=args.interval,
-                          hold_timeout_s=args.hold_timeout, criteria=CanaryCriteria(min_calls=args.min_calls))
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        return rollout.parse_steps(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    policy = _policy(args)
+    policy = rollout.Policy(steps=args.steps, interval_s=args.interval, hold_timeout_s=args.hold_timeout,
+                            criteria=CanaryCriteria(min_calls=args.min_calls))
     if args.dry_run:
         print(rollout.plan(policy))
-        return 0
-    stack = _stack(args)
-    prometheus_url = stack.endpoint(state.PROMETHEUS)
+        return exits.OK
+    stack_state = state.StackState.read(state_dir(args))
+    if stack_state is None:
+        raise ChangeFailed(str(state.NoStack(state_dir(args))), exits.NO_STACK)
+    prometheus_url = stack_state.endpoint(state.PROMETHEUS)
     if not prometheus_url:
-        raise CanaryError("the stack runs without Prometheus; canary analysis needs it")
-    actions = rollout.Actions(set_weight=lambda weight: _set_share(args, weight),
-                              promote=lambda: _send(args, {"op": "promote"}),
-                              rollback=lambda: _set_share(args, 0))
+        raise ChangeFailed("the stack runs without Prometheus; canary analysis needs it", exits.USAGE)
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr if args.output == "json" else sys.stdout, flush=True)
+
+    args.rollout_phase = "analysis"
+
+    def promote() -> None:
+        args.rollout_phase = "promote"
+        run_change(args, "promote", {}, echo=echo)
+
+    actions = rollout.Actions(set_weight=lambda weight: run_change(args, "set-weights", {"canary": weight},
+                                                                   echo=lambda line: None),
+                              promote=promote, rollback=lambda: run_change(args, "rollback", {}, echo=echo))
     # The mesh view shows the rollout from this record, kept in the state directory.
-    started, seen = time.time(), []
+    directory, started, seen = state_dir(args), time.time(), []
 
     def observe(steps: list[rollout.Step], outcome: str | None = None) -> None:
         seen[:] = steps
-        state.write_rollout(args.state_dir, rollout.record(policy, steps, started, outcome))
+        state.write_rollout(directory, rollout.record(policy, steps, started, outcome))
 
     try:
-        promoted, steps = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
-                                          echo=lambda line: print(line, flush=True), observe=observe)
+        promoted, done = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
+                                         echo=echo, observe=observe)
     except BaseException:
         observe(seen, "interrupted")
         raise
-    observe(steps, "promoted" if promoted else "rolled back")
-    print(rollout.report(steps, "PROMOTED" if promoted else "FAILED: rolled back to stable"))
-    return 0 if promoted else 1
+    observe(done, "promoted" if promoted else "rolled back")
+    outcome = "PROMOTED" if promoted else "FAILED: rolled back to stable"
+    emit(args, {"promoted": promoted, "steps": [rollout.step_data(step) for step in done]},
+         lambda: rollout.report(done, outcome))
+    return exits.OK if promoted else exits.FAILED
 
 
-def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", default="10,50,100", help="canary shares in order (default 10,50,100)")
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds per step (default 60)")
-    parser.add_argument("--min-calls", type=int, default=50, help="canary calls needed to judge a step")
-    parser.add_argument("--hold-timeout", type=float, default=300.0, help="seconds a step may hold for traffic")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and the queries, change nothing")
+def interrupted(args: argparse.Namespace) -> str:
+    """The line Ctrl-C prints: what the supervisor does with the change, the mesh's state."""
+    if args.canary_command != "rollout" or getattr(args, "rollout_phase", None) != "analysis":
+        if args.canary_command == "status" or args.admin:
+            return f"interrupted; nothing was changed: {describe_mesh(args)}"
+        return interrupted_change(args)
+    # The analysis never proved the canary: take its share away, as a failed step would.
+    args.wait = True
+    try:
+        run_change(args, "rollback", {}, echo=lambda line: None)
+    except (ChangeFailed, control.ControlError) as error:
+        return f"interrupted; the rollback to stable failed ({error}): {describe_mesh(args)}"
+    return f"interrupted; the unfinished rollout was rolled back: {describe_mesh(args)}"
 
 
 def add_parsers(commands) -> None:
-    canary = commands.add_parser("canary", help="canary weights, rollback and promotion",
-                                 description="See and change how calls split between the stable and canary pools.")
-    canary.set_defaults(func=run)
+    canary = command(commands, "canary", help="canary weights, rollback and promotion",
+                     description="See and change how calls split between the stable and canary pools. Every change "
+                                 "is carried out by the stack's supervisor: Ctrl-C never leaves one half done.",
+                     examples=(("opsconductor canary status", ""), ("opsconductor canary set 25", ""),
+                               ("opsconductor canary rollback", "")), exit_codes="canary status")
+    canary.set_defaults(func=run, interrupted=interrupted)
     actions = canary.add_subparsers(dest="canary_command", required=True, metavar="ACTION")
-    for name, function, text in (
-            ("status", _status, "per pool: weight, healthy hosts, request rate, success rate, p50/p95/p99"),
-            ("set", _set, "send PERCENT of calls to the canary (a whole number 0-100)"),
-            ("rollback", _rollback, "send every call to the stable pool at once"),
-            ("promote", _promote, "canary to 100 %, restart the stable pool on its version, then all-stable"),
-            ("bypass", _bypass, "restart the canary pool with FEATURE_BYPASS_LLM on or off"),
-            ("rollout", _rollout, "automated canary analysis: step the share, judge, roll back or promote")):
-        action = actions.add_parser(name, help=text, description=text)
+    for name, function, text, examples in (
+            ("status", _status, "per pool: weight, healthy hosts, request rate, success rate, p50/p95/p99",
+             [("opsconductor canary status", "over the last minute"),
+              ("opsconductor canary status --window 5m -o json", ""),
+              ("opsconductor canary status --watch", "redraws every 2 s until Ctrl-C")]),
+            ("set", _set, "send PERCENT of calls to the canary (a whole number 0-100)",
+             [("opsconductor canary set 25", "a quarter of the calls to the canary")]),
+            ("rollback", _rollback, "send every call to the stable pool at once",
+             [("opsconductor canary rollback", "")]),
+            ("promote", _promote, "canary to 100 percent, restart the stable pool on its version, then all-stable",
+             [("opsconductor canary promote", ""),
+              ("opsconductor canary promote --wait", "after a change in progress")]),
+            ("bypass", _bypass, "restart the canary pool with FEATURE_BYPASS_LLM on or off",
+             [("opsconductor canary bypass off", "")]),
+            ("rollout", _rollout, "automated canary analysis: step the share, judge, roll back or promote",
+             [("opsconductor canary rollout", "10, 50, 100 percent, a minute each"),
+              ("opsconductor canary rollout --steps 25,100 --interval 30", ""),
+              ("opsconductor canary rollout --dry-run", "the plan and its queries")])):
+        action = command(actions, name, help=text, examples=examples)
         action.set_defaults(action=function)
         add_state_dir(action)
-        action.add_argument("--admin", metavar="URL", help="Envoy admin URL, for a gateway not started by `up`")
         if name == "status":
-            stat.add_stat_arguments(action, with_state_dir=False)
+            stat.add_stat_arguments(action, with_state_dir=False)  # -o among them
+        else:
+            add_output(action)
+        if name in ("status", "set", "rollback"):
+            action.add_argument("--admin", metavar="URL", help="Envoy admin URL, for a gateway not started by `up`")
+        else:
+            action.set_defaults(admin=None)
+        if name != "status":
+            action.add_argument("--wait", action="store_true",
+                                help="if another change is in progress, wait for it instead of giving up "
+                                     "(exit code 75)")
         if name == "set":
-            action.add_argument("percent", metavar="PERCENT")
+            action.add_argument("percent", metavar="PERCENT", type=percent)
         if name == "bypass":
             action.add_argument("state", choices=("on", "off"))
         if name == "rollout":
-            _add_rollout_arguments(action)
+            action.add_argument("--steps", type=_steps, default=(10, 50, 100),
+                                help="canary shares in order (default 10,50,100)")
+            action.add_argument("--interval", type=seconds, default=60.0, help="seconds per step (default 60)")
+            action.add_argument("--min-calls", type=count, default=50, help="canary calls needed to judge a step")
+            action.add_argument("--hold-timeout", type=seconds, default=300.0,
+                                help="seconds a step may hold for traffic")
+            action.add_argument("--dry-run", action="store_true", help="print the plan and the queries, change nothing")
+

@@ -7,23 +7,29 @@ from __future__ import annotations
 import argparse
 import sys
 
+from opsconductor.cli import exits
 from opsconductor.cli.arguments import add_environment, load_environment
+from opsconductor.cli.output import add_output
+from opsconductor.cli.parsing import command
+from opsconductor.cli.reports import report_checks
 from opsconductor.release import frontend
-from opsconductor.release.checks import run_checks, summary
 
 
 def run(args: argparse.Namespace) -> int:
     env = load_environment(args, "frontend-check")
-    if env is None:
-        return 2
+    if isinstance(env, int):
+        return env
     if not env.page_url:
         print(f"opsconductor frontend-check: {env.name} serves no page", file=sys.stderr)
-        return 2
-    print(f"frontend check of {env.name} ({env.page_url})")
-    return summary(run_checks(frontend.checks(env.page_url)))
+        return exits.USAGE
+    return report_checks(args, f"frontend check of {env.name} ({env.page_url})", env.name,
+                         frontend.checks(env.page_url))
 
 
 def add_parsers(commands) -> None:
-    parser = commands.add_parser("frontend-check", help="release check of the Exec Sandbox page", description=__doc__)
+    parser = command(commands, "frontend-check", help="release check of the Exec Sandbox page", description=__doc__,
+                     examples=(("opsconductor frontend-check", "the local stack's page"),
+                               ("opsconductor frontend-check production -o json", "")))
     add_environment(parser)
+    add_output(parser)
     parser.set_defaults(func=run)

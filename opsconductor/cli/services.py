@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from opsconductor.cli.parsing import command
+from services.common.names import POOLS
+
 
 def _environment(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, str]:
     """The environment, with command-line flags taking precedence over it."""
@@ -31,19 +34,23 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def add_parsers(commands) -> None:
-    automation = commands.add_parser("automation", help="run the public automation service",
-                                     description="Run the automation service. Flags override the environment.")
+    automation = command(commands, "automation", help="run the public automation service",
+                         description="Run the automation service. Flags override the environment.",
+                         examples=(("opsconductor automation", "on 127.0.0.1:3003, calling the pipeline at :8001"),
+                                   ("opsconductor automation --grpc-addr 127.0.0.1:4003 --pool canary", "")))
     automation.add_argument("--grpc-addr", help="listen address (AUTOMATION_GRPC_ADDR, default 127.0.0.1:3003)")
     automation.add_argument("--metrics-addr", help="metrics address (AUTOMATION_METRICS_ADDR, default 127.0.0.1:9091)")
     automation.add_argument("--pipeline-target", help="pipeline address (PIPELINE_TARGET, default 127.0.0.1:8001)")
-    automation.add_argument("--pool", choices=("stable", "canary"), help="pool (POOL, default stable)")
+    automation.add_argument("--pool", choices=POOLS, help="pool (POOL, default stable)")
     automation.set_defaults(func=_automation)
 
-    pipeline = commands.add_parser("pipeline", help="run the pipeline service that runs tools",
-                                   description="Run the pipeline service. Flags override the environment.")
+    pipeline = command(commands, "pipeline", help="run the pipeline service that runs tools",
+                       description="Run the pipeline service. Flags override the environment.",
+                       examples=(("opsconductor pipeline", "on 127.0.0.1:8001"),
+                                 ("LOG_FORMAT=json opsconductor pipeline --bypass-llm", "")))
     pipeline.add_argument("--grpc-addr", help="listen address (PIPELINE_GRPC_ADDR, default 127.0.0.1:8001)")
     pipeline.add_argument("--metrics-addr", help="metrics address (PIPELINE_METRICS_ADDR, default 127.0.0.1:9092)")
-    pipeline.add_argument("--pool", choices=("stable", "canary"), help="pool (POOL, default stable)")
+    pipeline.add_argument("--pool", choices=POOLS, help="pool (POOL, default stable)")
     pipeline.add_argument("--bypass-llm", action="store_const", const="true",
                           help="run ping/echo directly (FEATURE_BYPASS_LLM)")
     pipeline.set_defaults(func=_pipeline)

@@ -7,19 +7,23 @@ from __future__ import annotations
 import argparse
 
 from opsconductor.cli.arguments import add_environment, load_environment
+from opsconductor.cli.output import add_output
+from opsconductor.cli.reports import report_checks
+from opsconductor.cli.parsing import command
 from opsconductor.release import smoke
-from opsconductor.release.checks import run_checks, summary
 
 
 def run(args: argparse.Namespace) -> int:
     env = load_environment(args, "smoke")
-    if env is None:
-        return 2
-    print(f"smoke test of {env.name} ({env.gateway})")
-    return summary(run_checks(smoke.checks(env)))
+    if isinstance(env, int):
+        return env
+    return report_checks(args, f"smoke test of {env.name} ({env.gateway})", env.name, smoke.checks(env))
 
 
 def add_parsers(commands) -> None:
-    parser = commands.add_parser("smoke", help="release smoke test of a deployment", description=__doc__)
+    parser = command(commands, "smoke", help="release smoke test of a deployment", description=__doc__,
+                     examples=(("opsconductor smoke", "the local stack"), ("opsconductor smoke staging", ""),
+                               ("opsconductor smoke local --state-dir /tmp/mesh -o json", "")))
     add_environment(parser)
+    add_output(parser)
     parser.set_defaults(func=run)

@@ -1,11 +1,5 @@
 """`opsconductor stat`: the golden metrics of the running mesh per pool (or per replica), the
-way `linkerd viz stat` shows them; `canary status` is the same command under its old name.
-
-    opsconductor stat                      # per pool, over the last minute
-    opsconductor stat --replicas --window 5m
-    opsconductor stat --watch              # redraws in place every 2 s (Ctrl-C ends it)
-    opsconductor stat -o json
-"""
+way `linkerd viz stat` shows them; `canary status` is the same command under its old name."""
 
 from __future__ import annotations
 
@@ -17,8 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from opsconductor.cli.arguments import add_state_dir
+from opsconductor.cli import exits
+from opsconductor.cli.arguments import add_state_dir, state_dir
 from opsconductor.cli.output import add_output
+from opsconductor.cli.parsing import command, full_name, seconds, window
 from opsconductor.gateway.admin import EnvoyAdmin
 from opsconductor.identity import operator
 from opsconductor.observability import golden, prometheus, scraped
@@ -32,10 +28,11 @@ def add_stat_arguments(parser: argparse.ArgumentParser, with_state_dir: bool = T
     if with_state_dir:
         add_state_dir(parser)
         parser.add_argument("--admin", metavar="URL", help="Envoy admin URL, for a gateway not started by `up`")
-    parser.add_argument("--window", default="1m", help="span the figures cover, e.g. 30s, 1m, 1h (default 1m)")
+    parser.add_argument("--window", type=window, default="1m",
+                        help="span the figures cover, e.g. 30s, 1m, 1h (default 1m)")
     parser.add_argument("--replicas", action="store_true", help="one line per replica instead of per pool")
     parser.add_argument("--watch", action="store_true", help="keep reading; redraws in place on a terminal")
-    parser.add_argument("--interval", type=float, default=2.0, metavar="S",
+    parser.add_argument("--interval", type=seconds, default=2.0, metavar="S",
                         help="seconds between readings with --watch (default 2)")
     parser.add_argument("--source", choices=("auto", "prometheus", "metrics"), default="auto",
                         help="auto (default): Prometheus when the stack runs one, else each process's /metrics")
@@ -44,16 +41,20 @@ def add_stat_arguments(parser: argparse.ArgumentParser, with_state_dir: bool = T
 
 
 class StatError(RuntimeError):
-    """The command cannot run as asked; the message says why."""
+    """The command cannot run as asked; the message says why, `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = exits.USAGE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _stack(args: argparse.Namespace) -> state.StackState | None:
     try:
-        return state.load(args.state_dir)
+        return state.load(state_dir(args))
     except state.NoStack as error:
         if args.admin:
             return None
-        raise StatError(str(error)) from None
+        raise StatError(str(error), exits.NO_STACK) from None
 
 
 def _replicas(stack: state.StackState | None, state_dir: Path) -> list[golden.Replica]:
@@ -85,45 +86,39 @@ def _source(args: argparse.Namespace, stack: state.StackState | None,
     fell_back = url and args.source == "auto"
     notes = [f"Prometheus at {url} is not answering: reading each process's /metrics"] if fell_back else []
     # With mTLS the pages answer only known scrapers: read them as the operator.
-    context = operator.ssl_context(args.state_dir)
+    context = operator.ssl_context(state_dir(args))
     return golden.MetricsSource(replicas, take=lambda targets: scraped.take(
         targets, read=lambda url: prometheus.scrape(url, context=context))), notes
 
 
 def show(args: argparse.Namespace) -> int:
-    """Prints one report, or one every --interval with --watch, until Ctrl-C."""
+    """Prints one report, or one every --interval with --watch until Ctrl-C (which the command
+    runner answers with its one line and exit code 130)."""
     try:
-        golden.parse_window(args.window)
-        if args.interval <= 0:
-            raise StatError("--interval must be positive")
         stack = _stack(args)
         admin_url = args.admin or (stack.endpoint(state.ENVOY_ADMIN) if stack else "")
         admin = EnvoyAdmin(admin_url, timeout=3.0) if admin_url else None
-        replicas = _replicas(stack, args.state_dir)
+        replicas = _replicas(stack, state_dir(args))
         source, notes = _source(args, stack, replicas)
-    except (StatError, ValueError) as error:
-        print(f"opsconductor {args.command}: {error}", file=sys.stderr)
-        return 2
+    except StatError as error:
+        print(f"opsconductor {full_name(args)}: {error}", file=sys.stderr)
+        return error.code
 
     def reading() -> golden.Report:
         made = golden.report(source, admin, POOLS, replicas, args.window, per_replica=args.replicas)
         made.problems[:0] = notes
         return made
 
-    try:
-        if not args.watch:
-            made = reading()
-            _print(args, made, redraw=False)
-            # 1 when nothing at all could be read (the gateway and every figure's source failed).
-            blind = made.problems and all(row.state == "unknown" and row.weight is None for row in made.rows)
-            return 1 if blind else 0
-        redraw = sys.stdout.isatty() and args.output != "json"
-        while True:
-            _print(args, reading(), redraw)
-            time.sleep(args.interval)  # the refresh pace the user asked for
-    except KeyboardInterrupt:
-        print("" if args.output == "json" else "\nstopped watching", file=sys.stderr)
-        return 130
+    if not args.watch:
+        made = reading()
+        _print(args, made, redraw=False)
+        # Nothing at all could be read: the gateway and every figure's source failed.
+        blind = made.problems and all(row.state == "unknown" and row.weight is None for row in made.rows)
+        return exits.UNREACHABLE if blind else exits.OK
+    redraw = sys.stdout.isatty() and args.output != "json"
+    while True:
+        _print(args, reading(), redraw)
+        time.sleep(args.interval)  # the refresh pace the user asked for
 
 
 def _print(args: argparse.Namespace, made: golden.Report, redraw: bool) -> None:
@@ -137,7 +132,12 @@ def _print(args: argparse.Namespace, made: golden.Report, redraw: bool) -> None:
 
 
 def add_parsers(commands) -> None:
-    parser = commands.add_parser("stat", help="golden metrics per pool or replica (rate, success, latency)",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command(commands, "stat", help="golden metrics per pool or replica (rate, success, latency)",
+                     description="The golden metrics of the running mesh per pool (or per replica), the way "
+                                 "`linkerd viz stat` shows them; `canary status` is the same command.",
+                     examples=(("opsconductor stat", "per pool, over the last minute"),
+                               ("opsconductor stat --replicas --window 5m", ""),
+                               ("opsconductor stat --watch", "redraws in place every 2 s until Ctrl-C"),
+                               ("opsconductor stat -o json", "for scripts")))
     add_stat_arguments(parser)
     parser.set_defaults(func=show)

@@ -73,8 +73,8 @@ class Bench:
         self.stack = stack
         self.use_h2load = use_h2load
         # Whose CPU and memory a scenario reports (by default the stable replica and Envoy).
-        self.processes = {name: psutil.Process(stack.children[name].pid) for name in processes}
-        stable = next(r.pair for r in stack.replicas if r.pool == "stable")
+        self.processes = {name: psutil.Process(stack.pid_of(name)) for name in processes}
+        stable = next(r for r in stack.replicas if r.pool == "stable")
         self.state_dir = stack.spec.state_dir
         # The services' /metrics are HTTPS with client certificates when the mesh runs mTLS.
         self.metrics_context = operator.ssl_context(self.state_dir)

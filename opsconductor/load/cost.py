@@ -70,7 +70,7 @@ def measure_cost(options: CostOptions) -> dict:
             with tempfile.TemporaryDirectory(prefix="opsconductor-cost-") as tmp:
                 stack = start_stack(Path(tmp), **variants[label])
                 try:
-                    bench = Bench(stack, use_h2load, processes=tuple(stack.children))
+                    bench = Bench(stack, use_h2load, processes=tuple(stack.supervisor.components))
                     bench.measure("warm-up", bench.endpoints["gateway gRPC"], concurrency=16,
                                   duration_s=min(3.0, options.duration_s), rate=options.rate)
                     runs[label].append(bench.measure(f"{label} at {options.rate:g}/s", bench.endpoints["gateway gRPC"],

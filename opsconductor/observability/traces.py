@@ -11,7 +11,11 @@ BAR_WIDTH = 24
 
 
 class TraceError(RuntimeError):
-    """The store does not answer, or knows no such trace."""
+    """The store knows no such trace, or refused the question."""
+
+
+class StoreUnreachable(TraceError):
+    """The store does not answer."""
 
 
 def fetch(base_url: str, path: str, timeout: float = 5.0) -> dict:
@@ -25,7 +29,7 @@ def fetch(base_url: str, path: str, timeout: float = 5.0) -> dict:
             message = ""
         raise TraceError(message or f"the trace store answered HTTP {error.code}") from None
     except (OSError, ValueError) as error:
-        raise TraceError(f"the trace store at {base_url} does not answer ({error})") from None
+        raise StoreUnreachable(f"the trace store at {base_url} does not answer ({error})") from None
 
 
 def get_trace(base_url: str, trace_id: str) -> dict:

@@ -29,10 +29,3 @@ def run_checks(checks: Sequence[Check], out=sys.stdout) -> list[Result]:
         results.append(Result(name, ok, detail))
         print(f"  {'PASS' if ok else 'FAIL'}  {name:32} {detail}", file=out, flush=True)
     return results
-
-
-def summary(results: Sequence[Result]) -> int:
-    """Prints the closing count; the exit code is 1 when anything failed."""
-    failed = sum(1 for result in results if not result.ok)
-    print(f"\n{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import tomllib
 from dataclasses import dataclass, field
@@ -15,7 +16,11 @@ DEFAULT_FILE = Path(__file__).resolve().parents[2] / "deploy" / "environments.to
 
 
 class UnknownEnvironment(RuntimeError):
-    """The environment is unknown, or its stack is not running."""
+    """The environment is unknown."""
+
+
+class NoLocalStack(UnknownEnvironment):
+    """The environment is a local stack, and none runs from its state directory."""
 
 
 @dataclass(frozen=True)
@@ -35,13 +40,19 @@ class Environment:
 
 
 def load(name: str, config_file: Path = DEFAULT_FILE, state_dir: Path | None = None) -> Environment:
-    """The named environment; `state_dir` overrides where a local stack keeps its state."""
-    environments = tomllib.loads(config_file.read_text())
+    """The named environment. A local stack's state directory is `state_dir` when given, else
+    $OPSCONDUCTOR_STATE_DIR, else the one the environments file names."""
+    try:
+        environments = tomllib.loads(config_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise UnknownEnvironment(f"cannot read {config_file}: {error}") from None
     if name not in environments:
         raise UnknownEnvironment(f"unknown environment {name!r}; {config_file} has {', '.join(environments)}")
     entry = environments[name]
-    if state_dir is not None or "state_dir" in entry:
-        return from_state(name, state_dir or Path(entry["state_dir"]))
+    if state_dir is not None:
+        return from_state(name, state_dir)
+    if "state_dir" in entry:
+        return from_state(name, Path(os.environ.get(state.STATE_DIR_VARIABLE) or entry["state_dir"]))
     urls = tuple(entry.get("metrics_urls", ()))
     return Environment(name, entry["gateway"], entry.get("page_url", ""), entry.get("prometheus_url", ""),
                        metrics_urls=urls, automation_metrics_urls=tuple(u for u in urls if "automation" in u))
@@ -50,8 +61,8 @@ def load(name: str, config_file: Path = DEFAULT_FILE, state_dir: Path | None = N
 def from_state(name: str, state_dir: Path) -> Environment:
     stack = state.StackState.read(state_dir)
     if stack is None:
-        raise UnknownEnvironment(f"no stack is running from {state_dir.resolve()} (start it with "
-                                 f"`opsconductor up --detach`)")
+        raise NoLocalStack(f"no stack is running from {state_dir.resolve()} (start it with "
+                           f"`opsconductor up --detach`)")
     automation = tuple(operator.metrics_url(state_dir, r.automation_metrics) for r in stack.replicas)
     pipeline = tuple(operator.metrics_url(state_dir, r.pipeline_metrics) for r in stack.replicas)
     services = []

@@ -32,9 +32,10 @@ class GatePlan:
 
 
 def run_gate(query: Query, plan: GatePlan, echo: Callable[[str], None] = print,
-             sleep: Callable[[float], None] = time.sleep) -> int:
-    """Reads once per interval, printing a line each and a table at the end; returns the exit code."""
-    readings: list[tuple[Reading, str]] = []
+             sleep: Callable[[float], None] = time.sleep, readings: list[tuple[Reading, str]] | None = None) -> int:
+    """Reads once per interval, printing a line each and a table at the end; returns the exit
+    code. Each (reading, verdict) is also appended to `readings` when given."""
+    readings = [] if readings is None else readings
     outcome = PASSED
     for index in range(plan.intervals):
         sleep(plan.interval_s)  # the gate's own pacing: one reading per interval

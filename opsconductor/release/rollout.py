@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from opsconductor.release.analysis import (CanaryCriteria, Query, Reading, millis, percent, queries, read,
                                            step_verdict, success)
@@ -92,17 +92,18 @@ def rollout(query: Query, actions: Actions, policy: Policy, echo: Callable[[str]
     return True, steps
 
 
+def step_data(step: Step) -> dict:
+    """A step as data: what `-o json` shows and the mesh view's rollout record holds."""
+    return {"weight": step.weight, "verdict": step.verdict, "reasons": list(step.reasons),
+            "canary": asdict(step.canary) if step.canary else None,
+            "stable": asdict(step.stable) if step.stable else None}
+
+
 def record(policy: Policy, steps: list[Step], started_at: float, outcome: str | None = None) -> dict:
     """The rollout as data (what the mesh view reads): running until `outcome` is given."""
-    def reading(value: Reading | None) -> dict | None:
-        return None if value is None else {"calls": value.calls, "rps": value.rps, "error_ratio": value.error_ratio,
-                                           "p95_s": value.p95_s, "p99_s": value.p99_s, "at": value.at}
-
     return {"running": outcome is None, "outcome": outcome, "started_at": started_at, "updated_at": time.time(),
             "interval_s": policy.interval_s, "steps": list(policy.steps),
-            "weight": steps[-1].weight if steps else None,
-            "history": [{"weight": s.weight, "verdict": s.verdict, "reasons": list(s.reasons),
-                         "canary": reading(s.canary), "stable": reading(s.stable)} for s in steps]}
+            "weight": steps[-1].weight if steps else None, "history": [step_data(step) for step in steps]}
 
 
 def report(steps: list[Step], outcome: str) -> str:

@@ -1,36 +1,52 @@
-"""A stack's life: run it in the foreground (logs streamed, Ctrl-C stops it) or detached, read
-each component's health, and stop it."""
+"""A stack's life: run it in the foreground (logs streamed; SIGINT, SIGTERM or SIGHUP stop it)
+or detached, and stop it from another command. Each run starts with fresh logs (the previous
+run's are kept in logs.previous/), so nothing of an earlier run is ever streamed again."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
 
-from opsconductor.stack import control, state
-from opsconductor.stack.processes import SERVING, health_status
+from opsconductor.stack import changes, state
+from opsconductor.stack.console import Console
+from opsconductor.stack.control import ControlServer
+from opsconductor.stack.ports import PortTaken
 from opsconductor.stack.spec import StackSpec
+from opsconductor.stack.supervision import StartError
 from opsconductor.stack.supervisor import Stack
-from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
 
-Echo = Callable[[str], None]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+UP_LOG, PREVIOUS = "up.log", ".previous"
 
 
 class AlreadyRunning(RuntimeError):
     """A stack already runs from this state directory."""
 
 
+class _Interrupted(BaseException):
+    """A stop signal arrived while the stack was still starting."""
+
+
 def supervisor_alive(stack_state: state.StackState | None) -> bool:
-    return stack_state is not None and psutil.pid_exists(stack_state.supervisor_pid)
+    """Whether the supervisor that wrote `stack_state` still runs (not merely a reused pid)."""
+    if stack_state is None:
+        return False
+    try:
+        process = psutil.Process(stack_state.supervisor_pid)
+        started, dead = process.create_time(), process.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+    return not dead and (not stack_state.supervisor_started or abs(started - stack_state.supervisor_started) < 1.0)
 
 
 def check_not_running(state_dir: Path) -> None:
@@ -38,88 +54,94 @@ def check_not_running(state_dir: Path) -> None:
         raise AlreadyRunning(f"a stack is already running from {state_dir} (see `opsconductor status`)")
 
 
-def run_foreground(stack: Stack, quiet: bool, echo: Echo = print) -> str | None:
-    """Serves the control socket and streams logs until SIGINT/SIGTERM or a crash; stops every
-    component; returns the crash report, or None after a requested stop. `stack` has started."""
+def _rotate(path: Path) -> None:
+    """Keeps the previous run's file or directory as <name>.previous, and only that one."""
+    previous = path.with_name(path.name + PREVIOUS)
+    if previous.is_dir():
+        shutil.rmtree(previous)
+    elif previous.exists():
+        previous.unlink()
+    if path.exists():
+        path.rename(previous)
+
+
+def run(spec: StackSpec, console: Console, quiet: bool = False) -> int:
+    """Starts the stack, serves its control socket and supervises it until a stop signal (exit
+    code 128 + the signal) or until the gateway cannot be kept up (1); stops every component."""
+    received: list[int] = []
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    listener = control.serve(stack.spec.state_dir / state.CONTROL_SOCKET, stack.handle)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        first = not received
+        received.append(signum)
+        stop.set()
+        if first and not stop_started.is_set():
+            raise _Interrupted()
+
+    stop_started = threading.Event()  # from here on a signal only asks the watch loop to end
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
+    logging.getLogger("opsconductor").addHandler(console.handler())
+    logging.getLogger("opsconductor").setLevel(logging.INFO)
+    _rotate(spec.state_dir / state.LOG_DIR)
+    stack = Stack(spec, echo=console.message)
+    console.message(f"starting the mesh (state in {spec.state_dir}) …")
+    try:
+        try:
+            stack.start()
+        finally:
+            stop_started.set()
+    except _Interrupted:
+        console.message(f"interrupted by {signal.Signals(received[0]).name} while starting: every component "
+                        "started so far is stopped")
+        return 128 + received[0]
+    except (PortTaken, StartError) as error:
+        print(f"opsconductor up: {error}", file=sys.stderr, flush=True)
+        return 1
+    server = ControlServer(spec.state_dir / state.CONTROL_SOCKET, stack.operations, changes.commands(stack)).start()
     if not quiet:
-        threading.Thread(target=stream_logs, args=(stack.logs, stop, echo), daemon=True).start()
+        names = list(stack.supervisor.components)
+        threading.Thread(target=console.follow_logs, args=(stack.logs, stop, names), daemon=True).start()
     stack.mark_ready()
-    crash = stack.watch(stop)
-    listener.close()
-    echo("stopping the mesh …")
+    console.endpoints(stack.snapshot().labelled_endpoints())
+    reason = stack.watch(stop)
+    server.close()
+    console.message("stopping the mesh …")
     stack.stop()
-    state.remove(stack.spec.state_dir)
-    return crash
+    state.remove(spec.state_dir)
+    if reason:
+        console.message("stopped; no process left behind")
+        print(f"opsconductor up: {reason}", file=sys.stderr, flush=True)
+        return 1
+    console.message(f"stopped by {signal.Signals(received[0]).name}; no process left behind")
+    return 128 + received[0]
 
 
 def start_detached(argv: Sequence[str], spec: StackSpec) -> tuple[int, state.StackState]:
     """Runs `opsconductor up ARGV` (without --detach) in a new session, logging to up.log, and
-    waits until it is ready; returns its pid and state, or raises RuntimeError with the log."""
+    waits until it is ready; returns its pid and state, or raises RuntimeError with the log.
+    Interrupted while it starts, it stops the half-started stack before going."""
     argv = [a for a in argv if a != "--detach"]
     if "--quiet" not in argv:
         argv.append("--quiet")
-    log = spec.state_dir / "up.log"
+    log = spec.state_dir / UP_LOG
+    _rotate(log)
     with open(log, "ab") as out:
         child = subprocess.Popen([sys.executable, "-m", "opsconductor.cli", *argv], stdout=out,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                  cwd=os.getcwd())
-    while True:
-        if child.poll() is not None:
-            raise RuntimeError(f"the stack did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        stack_state = state.StackState.read(spec.state_dir)
-        if stack_state is not None and stack_state.ready and stack_state.supervisor_pid == child.pid:
-            return child.pid, stack_state
-        time.sleep(0.1)  # polling the state file the child writes once it is ready
-
-
-def stream_logs(logs: Path, stop: threading.Event, echo: Echo) -> None:
-    """Echoes every component's new log lines, prefixed by its name."""
-    offsets: dict[Path, int] = {}
-    while not stop.wait(0.2):
-        for path in sorted(logs.glob("*.log")):
-            if path.name == "envoy-access.log":
-                continue
-            with open(path, "rb") as log:
-                log.seek(offsets.get(path, 0))
-                data = log.read()
-            complete = data.rfind(b"\n") + 1
-            offsets[path] = offsets.get(path, 0) + complete
-            for line in data[:complete].decode(errors="replace").splitlines():
-                echo(f"{path.stem:>22} | {line}")
-
-
-@dataclass(frozen=True)
-class ComponentHealth:
-    name: str
-    pid: int
-    healthy: bool
-
-
-def component_health(stack_state: state.StackState) -> list[ComponentHealth]:
-    """Each component's health: its gRPC readiness, or its HTTP health path."""
-    return [ComponentHealth(name, info.pid, psutil.pid_exists(info.pid) and _component_ok(name, stack_state))
-            for name, info in stack_state.components.items()]
-
-
-def _component_ok(name: str, stack_state: state.StackState) -> bool:
-    replica = stack_state.replica_of(name)
-    if replica is not None:
-        if name == replica.component("automation"):
-            return health_status(replica.health("automation"), AUTOMATION_SERVICE) == SERVING
-        return health_status(replica.health("pipeline"), PIPELINE_SERVICE) == SERVING
-    url = {"envoy": stack_state.endpoint(state.ENVOY_ADMIN) + "/ready",
-           "page": stack_state.endpoint(state.PAGE) + "/healthz",
-           "prometheus": stack_state.endpoint(state.PROMETHEUS) + "/-/ready",
-           "traces": stack_state.endpoint(state.TRACES) + "/healthz"}.get(name)
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (OSError, ValueError):
-        return False
+        while True:
+            if child.poll() is not None:
+                raise RuntimeError(f"the stack did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            stack_state = state.StackState.read(spec.state_dir)
+            if stack_state is not None and stack_state.ready and stack_state.supervisor_pid == child.pid:
+                return child.pid, stack_state
+            time.sleep(0.1)  # polling the state file the child writes once it is ready
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait(90)
+        raise
 
 
 def stop(state_dir: Path) -> bool:
@@ -127,16 +149,21 @@ def stop(state_dir: Path) -> bool:
     stack_state = state.StackState.read(state_dir)
     if stack_state is None:
         return False
-    if psutil.pid_exists(stack_state.supervisor_pid):
+    if supervisor_alive(stack_state):
         os.kill(stack_state.supervisor_pid, signal.SIGTERM)
         try:
             psutil.Process(stack_state.supervisor_pid).wait(90)
         except psutil.NoSuchProcess:
             pass
-    # Whatever the supervisor could not stop (it crashed, say) is stopped here.
+    # Whatever the supervisor could not stop is stopped here: only the processes it started
+    # (same pid and start time), never a process that reused a pid since.
     for info in stack_state.components.values():
+        if info.pid <= 0:
+            continue
         try:
             child = psutil.Process(info.pid)
+            if info.started_at is not None and abs(child.create_time() - info.started_at) > 2:
+                continue
             child.terminate()
             child.wait(20)
         except psutil.NoSuchProcess:

@@ -1,5 +1,6 @@
-"""The local stack's port table (the one copy: the gateway's local variant, `up` and the docs
-read it), and who holds a port that is taken."""
+"""The local stack's port table (the one copy: the gateway's local variant, `up`, its flags and
+the port table in docs/ARCHITECTURE.md read it), the layout of each pool's replica ports, and
+who holds a port that is taken."""
 
 from __future__ import annotations
 
@@ -7,24 +8,31 @@ import errno
 import random
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from services.common.names import POOLS
 
 # Replica i of a pool listens at base + i; 20 replicas per pool fit without collisions.
 MAX_REPLICAS = 20
-# The health ports serve grpc.health.v1 only, in plaintext, for probes that cannot do TLS.
+# The listeners of one replica, in the order a base-port block lays them out. The health
+# ports serve grpc.health.v1 only, in plaintext, for probes that cannot do TLS.
+REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics", "automation_health",
+                      "pipeline_health")
+# The default table: each listener of a pool has its own base.
 REPLICA_BASES = {
     "stable": {"automation": 3010, "automation_metrics": 9110, "pipeline": 8010, "pipeline_metrics": 9210,
                "automation_health": 9310, "pipeline_health": 9410},
     "canary": {"automation": 3030, "automation_metrics": 9130, "pipeline": 8030, "pipeline_metrics": 9230,
                "automation_health": 9330, "pipeline_health": 9430},
 }
-REPLICA_PORT_NAMES = ("automation", "automation_metrics", "pipeline", "pipeline_metrics", "automation_health",
-                      "pipeline_health")
+LOWEST_PORT, HIGHEST_PORT = 1, 65535
 
 
 @dataclass(frozen=True)
 class Ports:
-    """The fixed ports of a stack; the defaults keep the original system's where it had them."""
+    """The fixed ports of a stack; the defaults keep the original system's where it had them.
+    Each field is a flag of `up`: --gateway-port, --page-port, …"""
 
     gateway: int = 3000
     page: int = 3100
@@ -34,10 +42,20 @@ class Ports:
     # The local trace store: OTLP/gRPC in (the standard port), its query API, its metrics.
     traces_otlp: int = 4317
     traces_query: int = 3210  # not 3200: compose publishes Grafana there
-    traces_metrics: int = 9093
+    traces_metrics: int = 9095  # 9093 and 9094 are the services' health ports in containers
 
 
 LOCAL_PORTS = Ports()
+PORT_LABELS = {
+    "gateway": "gateway (Envoy, gRPC + gRPC-Web)",
+    "page": "Exec Sandbox page",
+    "prometheus": "Prometheus",
+    "envoy_admin": "Envoy admin (loopback only)",
+    "envoy_stats": "Envoy Prometheus stats listener (`/stats/prometheus` only)",
+    "traces_otlp": "trace store, OTLP/gRPC receiver (not with `--otlp-endpoint` or `--trace-sample off`)",
+    "traces_query": "trace store, query API (`opsconductor trace`, the page's waterfalls)",
+    "traces_metrics": "trace store `/metrics`",
+}
 
 # Inside a container or pod (compose, Kubernetes) every service listens on the standalone
 # defaults, plus its plaintext health-only port for probes that cannot do TLS.
@@ -48,40 +66,87 @@ CONTAINER_PORTS = {
 }
 
 
-def replica_ports(pool: str, index: int) -> dict[str, int]:
-    """Every port of replica `index` (gRPC, metrics and health of both services)."""
-    if not 0 <= index < MAX_REPLICAS:
+def replica_port_label(name: str) -> str:
+    """'automation gRPC', 'pipeline metrics' … for a replica listener's name."""
+    service, _, use = name.partition("_")
+    return f"{service} {use or 'gRPC'}"
+
+
+def port_flag(name: str) -> str:
+    """The `up` flag that sets a fixed port: envoy_admin → --envoy-admin-port."""
+    return f"--{name.replace('_', '-')}-port"
+
+
+def base_port_flag(pool: str) -> str:
+    """The `up` flag that moves a pool's replica ports: --stable-base-port."""
+    return f"--{pool}-base-port"
+
+
+def pool_bases(pool: str, base_port: int | None = None, replicas: int = MAX_REPLICAS) -> dict[str, int]:
+    """Where each listener of the pool's replica 0 sits: the default table, or with a base port
+    a block of (listeners per replica) × `replicas` ports from it (every automation port, then
+    every automation metrics port, and so on in REPLICA_PORT_NAMES' order), so a pool's ports
+    are contiguous and a new kind of listener only adds to the end of the block."""
+    if base_port is None:
+        return dict(REPLICA_BASES[pool])
+    return {name: base_port + offset * replicas for offset, name in enumerate(REPLICA_PORT_NAMES)}
+
+
+def replica_ports(pool: str, index: int, base_port: int | None = None, replicas: int = MAX_REPLICAS) -> dict[str, int]:
+    """Every port of replica `index`, by listener name (REPLICA_PORT_NAMES)."""
+    if not 0 <= index < (MAX_REPLICAS if base_port is None else replicas):
         raise ValueError(f"at most {MAX_REPLICAS} replicas per pool")
-    return {name: base + index for name, base in REPLICA_BASES[pool].items()}
+    return {name: base + index for name, base in pool_bases(pool, base_port, replicas).items()}
+
+
+def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> None:
+    """Raises ValueError naming the first port out of range or used twice."""
+    uses: dict[int, str] = {}
+    named = [(PORT_LABELS[f.name].split(" (")[0], getattr(fixed, f.name)) for f in fields(fixed)]
+    for pool, ports_of_replicas in replicas.items():
+        for index, ports in enumerate(ports_of_replicas):
+            named += [(f"{pool}-{index + 1} {replica_port_label(name)}", port) for name, port in ports.items()]
+    for use, port in named:
+        if not LOWEST_PORT <= port <= HIGHEST_PORT:
+            raise ValueError(f"{use} would listen on port {port}, outside {LOWEST_PORT}-{HIGHEST_PORT}")
+        if port in uses:
+            raise ValueError(f"port {port} would be both the {uses[port]} and the {use} port")
+        uses[port] = use
 
 
 # Free ports are chosen from here up to the kernel's ephemeral range: above every port of the
 # table, and out of reach of the kernel's own choices.
 FREE_PORTS_FROM = 20_000
 _scan: dict[str, int] = {}  # the next port to try (one scan per process)
-_scan_lock = threading.Lock()
+_handed_out: set[int] = set()  # every port this process handed out, never handed out again
+_lock = threading.Lock()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing uses now, for a listener this process or its child binds a moment later.
+    """A port nothing uses now, for a listener this process or its child binds a moment later,
+    and never one this process handed out before (a stack or a test asks for many at once, and
+    a port released and offered again would go to two listeners).
 
     Chosen below the kernel's ephemeral range, not by binding to port 0: outgoing connections
     take their local ports from that range, and so does every other program's bind to 0, and on
     a busy machine one of them took a port between its choice and the bind that followed. Ports
-    are tried in increasing order from a random start, so a process never hands one out twice
-    (until the scan wraps around, some 12,000 ports later)."""
+    are tried in increasing order from a random start."""
     low = _ephemeral_low()
-    if low - FREE_PORTS_FROM < 1000:  # an unusual range: leave the choice to the kernel
-        return _kernel_port(host)
     span = low - FREE_PORTS_FROM
-    with _scan_lock:
-        port = _scan.setdefault("next", random.randrange(FREE_PORTS_FROM, low))
-        for _ in range(span):
-            _scan["next"] = FREE_PORTS_FROM + (port + 1 - FREE_PORTS_FROM) % span
-            if _bindable(host, port):
+    with _lock:
+        if span >= 1000:  # an unusual range leaves the choice to the kernel
+            port = _scan.setdefault("next", random.randrange(FREE_PORTS_FROM, low))
+            for _ in range(span):
+                _scan["next"] = FREE_PORTS_FROM + (port + 1 - FREE_PORTS_FROM) % span
+                if port not in _handed_out and _bindable(host, port):
+                    _handed_out.add(port)
+                    return port
+                port = _scan["next"]
+        while True:
+            port = _kernel_port(host)
+            if port not in _handed_out:
+                _handed_out.add(port)
                 return port
-            port = _scan["next"]
-    return _kernel_port(host)
 
 
 def _ephemeral_low() -> int:
@@ -111,6 +176,26 @@ def _kernel_port(host: str) -> int:
 def free_replica_ports() -> dict[str, int]:
     """Free ports for one replica's listeners, instead of the table's."""
     return {name: free_port() for name in REPLICA_PORT_NAMES}
+
+
+def markdown_table() -> str:
+    """The port table of docs/ARCHITECTURE.md (`make generate` writes it there)."""
+    lines = ["| component | port | set by |", "|---|---|---|"]
+    for field in fields(Ports):
+        lines.append(f"| {PORT_LABELS[field.name]} | {field.default} | `{port_flag(field.name)}` |")
+    for pool in POOLS:
+        bases = REPLICA_BASES[pool]
+        for name in REPLICA_PORT_NAMES:
+            lines.append(f"| {pool} replica *i* (0-based): {replica_port_label(name)} | {bases[name]}+*i* "
+                         f"| `{base_port_flag(pool)}` |")
+    offsets = {0: "", 1: "N+"}
+    order = ", ".join(f"{replica_port_label(name)} B+{offsets.get(offset, f'{offset}N+')}*i*"
+                      for offset, name in enumerate(REPLICA_PORT_NAMES))
+    lines += ["", f"`{base_port_flag('stable')} B` (or `{base_port_flag('canary')} B`) gives that pool of N "
+              f"replicas the {len(REPLICA_PORT_NAMES)}×N ports from B instead: {order}. "
+              "`--service-ports auto` gives every replica free ports instead. `up` refuses a port out of "
+              f"range or used twice (exit code 2), and a port another process holds (exit code 1), naming it."]
+    return "\n".join(lines)
 
 
 class PortTaken(RuntimeError):

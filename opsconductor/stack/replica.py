@@ -71,29 +71,40 @@ class ServicePair:
         self.pipeline.stop(timeout=timeout)
 
 
-def service_pair(log_dir: Path, name: str = "", *, pool: str = "stable", ports: Mapping[str, int] | None = None,
-                 command: Callable[[str], list[str]] = default_command, cwd: Path | None = None,
-                 env: Mapping[str, str] | None = None, pipeline_env: Mapping[str, str] | None = None,
-                 automation_env: Mapping[str, str] | None = None) -> ServicePair:
-    """A pair configured on `ports` (free ones by default), not started yet. `env` goes to both
-    processes, `pipeline_env` and `automation_env` to one each."""
-    ports = dict(ports or free_replica_ports())
-    prefix = f"{name}-" if name else ""
+def service_processes(name: str, *, pool: str, ports: Mapping[str, int],
+                      command: Callable[[str], list[str]] = default_command, env: Mapping[str, str] | None = None,
+                      pipeline_env: Mapping[str, str] | None = None,
+                      automation_env: Mapping[str, str] | None = None) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """argv and environment of a replica's pipeline and automation processes, keyed by
+    "pipeline" and "automation". `env` goes to both, `pipeline_env` and `automation_env` to one each."""
     common = {"POOL": pool, **(env or {})}
-    pipeline = Child(f"{prefix}pipeline", command("pipeline"), {
-        **common, "PIPELINE_GRPC_ADDR": f"127.0.0.1:{ports['pipeline']}",
-        "PIPELINE_METRICS_ADDR": f"127.0.0.1:{ports['pipeline_metrics']}", **_health_env(ports, "pipeline"),
-        **(pipeline_env or {})},
-        log_dir / f"{prefix}pipeline.log", cwd=cwd)
-    automation = Child(f"{prefix}automation", command("automation"), {
-        **common, "AUTOMATION_GRPC_ADDR": f"127.0.0.1:{ports['automation']}",
-        "AUTOMATION_METRICS_ADDR": f"127.0.0.1:{ports['automation_metrics']}",
-        "PIPELINE_TARGET": f"127.0.0.1:{ports['pipeline']}", **_health_env(ports, "automation"),
-        **(automation_env or {})},
-        log_dir / f"{prefix}automation.log", cwd=cwd)
-    return ServicePair(name, pool, ports, pipeline, automation)
+    return {
+        "pipeline": (command("pipeline"), {
+            **common, "PIPELINE_GRPC_ADDR": f"127.0.0.1:{ports['pipeline']}",
+            "PIPELINE_METRICS_ADDR": f"127.0.0.1:{ports['pipeline_metrics']}", **_health_env(ports, "pipeline"),
+            **(pipeline_env or {})}),
+        "automation": (command("automation"), {
+            **common, "AUTOMATION_GRPC_ADDR": f"127.0.0.1:{ports['automation']}",
+            "AUTOMATION_METRICS_ADDR": f"127.0.0.1:{ports['automation_metrics']}",
+            "PIPELINE_TARGET": f"127.0.0.1:{ports['pipeline']}", **_health_env(ports, "automation"),
+            **(automation_env or {})}),
+    }
 
 
 def _health_env(ports: Mapping[str, int], service: str) -> dict[str, str]:
     port = ports.get(f"{service}_health")
     return {f"{service.upper()}_HEALTH_ADDR": f"127.0.0.1:{port}"} if port else {}
+
+
+def service_pair(log_dir: Path, name: str = "", *, pool: str = "stable", ports: Mapping[str, int] | None = None,
+                 command: Callable[[str], list[str]] = default_command, cwd: Path | None = None,
+                 env: Mapping[str, str] | None = None, pipeline_env: Mapping[str, str] | None = None,
+                 automation_env: Mapping[str, str] | None = None) -> ServicePair:
+    """A pair configured on `ports` (free ones by default), not started yet."""
+    ports = dict(ports or free_replica_ports())
+    prefix = f"{name}-" if name else ""
+    processes = service_processes(name, pool=pool, ports=ports, command=command, env=env, pipeline_env=pipeline_env,
+                                  automation_env=automation_env)
+    pipeline, automation = (Child(f"{prefix}{service}", argv, service_env, log_dir / f"{prefix}{service}.log", cwd=cwd)
+                            for service, (argv, service_env) in processes.items())
+    return ServicePair(name, pool, ports, pipeline, automation)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from opsconductor.identity.spec import TlsSpec
-from opsconductor.stack.ports import Ports
+from opsconductor.stack.components import RestartPolicy
+from opsconductor.stack.ports import Ports, check_layout, replica_ports
 from opsconductor.stack.traces import TraceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +35,14 @@ class Version:
         if (self.source / "services" / "__main__.py").exists():
             return [sys.executable, "-m", "services", service]
         return [sys.executable, "-m", "mesh.cli", service]
+
+    def listeners(self, ports: Mapping[str, int]) -> dict[str, int]:
+        """The replica listeners of `ports` this checkout's services open: releases before the
+        plaintext health-only ports (services/common/transport.py) open no *_health port, and
+        are read for readiness on their gRPC port instead."""
+        if (self.source / "services" / "common" / "transport.py").exists():
+            return dict(ports)
+        return {name: port for name, port in ports.items() if not name.endswith("_health")}
 
     def with_env(self, **env: str) -> Version:
         return replace(self, env={**self.env, **env})
@@ -66,8 +76,22 @@ class StackSpec:
     service_env: dict[str, str] = field(default_factory=dict)  # for every service process of both pools
     log_level: str = "INFO"
     auto_service_ports: bool = False  # free ports for the services instead of the port table
+    base_ports: dict[str, int] = field(default_factory=dict)  # pool -> its replicas' first port
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
     traces: TraceSpec = TraceSpec()  # sampling, and the local store or a real backend
     tls: TlsSpec = TlsSpec()  # mTLS inside the mesh (on), TLS at the edge (off)
 
+    def __post_init__(self) -> None:
+        if not self.auto_service_ports:
+            check_layout(self.ports, {pool: [self.replica_ports(pool, i) for i in range(self.replicas(pool))]
+                                      for pool in ("stable", "canary")})
+
     def version(self, pool: str) -> Version:
         return self.stable if pool == "stable" else self.canary
+
+    def replicas(self, pool: str) -> int:
+        return self.stable_replicas if pool == "stable" else self.canary_replicas
+
+    def replica_ports(self, pool: str, index: int) -> dict[str, int]:
+        """Replica `index`'s ports: from the pool's base port when one was given, else the table."""
+        return replica_ports(pool, index, self.base_ports.get(pool), self.replicas(pool))

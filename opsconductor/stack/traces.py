@@ -1,21 +1,19 @@
 """Traces in the local stack: where every component sends its spans (the embedded trace store,
 or a real backend given with `up --otlp-endpoint`), the share of calls the gateway samples, and
-the store's own process. The supervisor asks this module (one call per concern: ports, service
-and Envoy settings, the page's flags, starting the store); it holds no state of its own."""
+the store's own component. The stack asks this module (one call per concern: ports, service
+and Envoy settings, the page's flags, the store's ComponentSpec); it holds no state of its own."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, TracingSettings
+from opsconductor.stack.components import ComponentSpec, RestartPolicy, grpc_ready
 from opsconductor.stack.ports import Ports
-
-if TYPE_CHECKING:  # the spec imports this module: it needs no process machinery
-    from opsconductor.stack.processes import Child
+from services.common.config import package_version
 
 _ROOT = Path(__file__).resolve().parents[2]  # the checkout: the store runs this one's code
 
@@ -85,26 +83,28 @@ def envoy_tracing(spec: TraceSpec, ports: Ports) -> TracingSettings | None:
     return TracingSettings(collector=(host, port), discovery=discovery, sample_percent=spec.sample_percent)
 
 
-def store_argv() -> list[str]:
-    return [sys.executable, "-m", "services", STORE]
+def store_spec(ports: Ports, state_dir: Path, restart: RestartPolicy) -> ComponentSpec:
+    """The store as a supervised component: restarted like any other when it exits, and not
+    essential (the calls go on without it; spans of the meantime are lost, never a call)."""
+    return ComponentSpec(
+        name=STORE, kind=STORE, argv=(sys.executable, "-m", "services", STORE), env=store_env(ports, state_dir),
+        cwd=_ROOT, ready=store_ready(store_ports(ports)), restart=restart, version=package_version(),
+        ports=store_ports(ports))
 
 
-# (name, argv, env, cwd) -> the started child: how the supervisor starts any component.
-StartChild = Callable[[str, list[str], dict[str, str], Path], "Child"]
+def store_ready(ports: Mapping[str, int]) -> Callable[[], bool]:
+    """Ready once its OTLP receiver's gRPC health is SERVING (its query API listens by then)."""
+    def ready() -> bool:
+        from services.traces.otlp import TRACE_SERVICE  # the store's own module: only when one runs
 
+        return grpc_ready(f"127.0.0.1:{ports['otlp']}", TRACE_SERVICE)()
 
-def start_store(start_child: StartChild, ports: Ports, state_dir: Path, timeout_s: float) -> str:
-    """Starts the store as component STORE and waits for its health; returns its query URL."""
-    from services.traces.otlp import TRACE_SERVICE  # the store's own module: only when it runs
-
-    store = start_child(STORE, store_argv(), store_env(ports, state_dir), _ROOT)
-    store.wait_healthy(f"127.0.0.1:{ports.traces_otlp}", TRACE_SERVICE, timeout_s)
-    return query_url(ports)
+    return ready
 
 
 def required_ports(spec: TraceSpec, ports: Ports) -> dict[str, int]:
     """The ports `up` needs free for traces: the local store's, when it runs one."""
-    return store_ports(ports) if spec.local_store else {}
+    return {f"trace store {use}": port for use, port in store_ports(ports).items()} if spec.local_store else {}
 
 
 def mesh_ports(spec: TraceSpec) -> set[int]:
@@ -126,8 +126,8 @@ def store_env(ports: Ports, state_dir: Path) -> dict[str, str]:
 
 
 def store_ports(ports: Ports) -> dict[str, int]:
-    return {"trace store OTLP": ports.traces_otlp, "trace store query": ports.traces_query,
-            "trace store metrics": ports.traces_metrics}
+    """The store's listeners by use, as `status` shows them."""
+    return {"otlp": ports.traces_otlp, "query": ports.traces_query, "metrics": ports.traces_metrics}
 
 
 def query_url(ports: Ports) -> str:

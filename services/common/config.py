@@ -44,6 +44,8 @@ class CommonConfig:
     version: str  # SERVICE_VERSION: reported in build info and responses
     instance: str  # INSTANCE_NAME: this process's name in responses and logs
     log_level: str  # LOG_LEVEL
+    log_format: str  # LOG_FORMAT: "auto" (readable on a terminal, else JSON lines), "json" or "text"
+    no_color: bool  # NO_COLOR set to anything: readable logs without colour (no-color.org)
     shutdown_grace_s: float  # SHUTDOWN_GRACE_S: how long in-flight calls may finish on SIGTERM
     telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
     max_concurrent_rpcs: int  # MAX_CONCURRENT_RPCS: calls served at once; the excess is refused
@@ -175,6 +177,8 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
         version=env.get("SERVICE_VERSION") or package_version(),
         instance=env.get("INSTANCE_NAME") or f"{service}@{grpc_addr}",
         log_level=level,
+        log_format=log_format(env),
+        no_color=bool(env.get("NO_COLOR")),
         shutdown_grace_s=_number(env, "SHUTDOWN_GRACE_S", 10.0, low=0, high=3600),
         telemetry=_flag(env, "TELEMETRY", True),
         max_concurrent_rpcs=int(_number(env, "MAX_CONCURRENT_RPCS", DEFAULT_MAX_CONCURRENT_RPCS, low=1,
@@ -184,6 +188,14 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
         tracing=tracing_config(env, service),
         tls=_tls(env, pool, service),
     )
+
+
+def log_format(env: Mapping[str, str] = os.environ) -> str:
+    """LOG_FORMAT: auto, json or text."""
+    value = env.get("LOG_FORMAT", "auto").strip().lower() or "auto"
+    if value not in ("auto", "json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be auto, json or text, not {value!r}")
+    return value
 
 
 _TLS_FILES = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE")
@@ -379,7 +391,7 @@ def traces_config(env: Mapping[str, str] = os.environ) -> TracesConfig:
         common=common,
         grpc_addr=grpc_addr,
         query_addr=_address(env, "TRACES_QUERY_ADDR", "127.0.0.1:3210"),
-        metrics_addr=_address(env, "TRACES_METRICS_ADDR", "127.0.0.1:9093"),
+        metrics_addr=_address(env, "TRACES_METRICS_ADDR", "127.0.0.1:9095"),
         database=env.get("TRACES_DB", "").strip() or ":memory:",
         max_spans=int(_number(env, "TRACES_MAX_SPANS", 100_000, low=100, high=10_000_000, integer=True)),
         max_age_s=_number(env, "TRACES_MAX_AGE_S", 3600.0, low=1, high=30 * 86400),

@@ -73,7 +73,8 @@ class _HealthServicer(HealthServicer):
         self._stopping.set()
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
-        watching = asyncio.ensure_future(super().Watch(request, context))
+        tracked = _WriteTracking(context)
+        watching = asyncio.ensure_future(super().Watch(request, tracked))
         stopping = asyncio.ensure_future(self._stopping.wait())
         # A Watch with a deadline (the gateway's route bound, say) ends with OK a moment before
         # it, so the watcher reads a clean end and watches again, never a reset stream.
@@ -82,14 +83,38 @@ class _HealthServicer(HealthServicer):
             max(0.0, remaining - min(0.5, remaining / 10)) if remaining is not None else 10**9))
         try:
             await asyncio.wait((watching, stopping, bound), return_when=asyncio.FIRST_COMPLETED)
+            # Cancelled in the middle of a write, the standard Watch leaves the call unable to
+            # finish (the watcher then holds the whole grace period): let its write complete.
+            await tracked.idle.wait()
         finally:
             for waiter in (watching, stopping, bound):
                 waiter.cancel()
-        if self._stopping.is_set():
+        if self._stopping.is_set() and tracked.last_status != NOT_SERVING:
             try:
                 await context.write(health_pb2.HealthCheckResponse(status=NOT_SERVING))
             except grpc.aio.InternalError:
                 pass  # the watcher is gone already (its call was cancelled at the end of the grace)
+
+
+class _WriteTracking:
+    """A Watch call's context that knows whether a write is under way, and what it last sent."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.last_status: int | None = None
+
+    async def write(self, message: health_pb2.HealthCheckResponse) -> None:
+        self.idle.clear()
+        try:
+            await self._context.write(message)
+            self.last_status = message.status
+        finally:
+            self.idle.set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._context, name)
 
 
 # A service's setup registers its servicers and returns a coroutine that releases what it
@@ -114,7 +139,7 @@ def main(name: str, argv: Sequence[str], read_config: Callable[[], object],
 
 def run(spec: ServiceSpec, setup: Setup) -> int:
     """Runs the service until SIGTERM/SIGINT; returns the process exit code."""
-    logs.configure(spec.common.log_level, spec.name)
+    logs.configure(spec.common.log_level, spec.name, spec.common.log_format, spec.common.no_color)
     uvloop.install()
     try:
         return asyncio.run(_serve(spec, setup))

@@ -219,8 +219,13 @@ def _mesh_apis(args: argparse.Namespace) -> dict[str, ApiRoute]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from services.common import logs
+    from services.common.config import ConfigError, log_format
 
-    logs.configure(args.log_level, "page")
+    try:
+        logs.configure(args.log_level, "page", log_format(), no_color=bool(os.environ.get("NO_COLOR")))
+    except ConfigError as error:
+        print(f"page: {error}", file=sys.stderr)
+        return 2
     try:
         host, port = _split_addr(args.addr)
         config: dict[str, Any] = {"gatewayUrl": args.gateway_url, "traces": bool(args.traces_url)}

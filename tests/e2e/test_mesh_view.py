@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from opsconductor.automation.v1 import automation_pb2
+from opsconductor.cli import exits
 from opsconductor.observability import view
 from opsconductor.observability.prometheus import query
 from opsconductor.release.browser import chromium
@@ -238,7 +239,7 @@ def test_stat_refuses_a_bad_window_and_a_missing_stack_in_one_line(mesh_stack, t
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "window" in bad.stderr
     missing = subprocess.run([str(BIN / "opsconductor"), "stat", "--state-dir", str(tmp_path)], capture_output=True,
                              text=True, timeout=30)
-    assert missing.returncode == 2 and "no stack is running" in missing.stderr
+    assert missing.returncode == exits.NO_STACK and "no stack is running" in missing.stderr
 
 
 def test_screenshots_at_desktop_and_narrow_widths(browser, mesh_stack, traffic) -> None:

@@ -4,11 +4,18 @@ rollout end to end (the analysis's every verdict is unit-tested in tests/unit/te
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from tests.support.procs import BIN
 from tests.support.stack import start_stack, stop_stack
 from tests.support.traffic import Traffic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FAST = ("--scrape-interval", "1", "--no-page")
 
@@ -82,3 +89,54 @@ def test_frontend_check_loads_the_page_in_chromium(mesh_stack):
     for check in ("page served", "app root in HTML", "assets load", "runtime config", "app initialises"):
         assert f"PASS  {check}" in result.stdout
     assert "ready in Chromium" in result.stdout
+
+
+def interruptible(argv: list[str], env: dict | None = None) -> subprocess.Popen:
+    """A command that gets SIGINT as from a terminal (a non-interactive shell's background job ignores it)."""
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def canary_weight(stack) -> int:
+    rows = json.loads(stack.cli("canary", "status", "-o", "json").stdout)["rows"]
+    return next(row["weight"] for row in rows if row["name"] == "canary")
+
+
+def test_ctrl_c_in_the_gate_ends_with_one_line_and_130(mesh_stack):
+    gate = interruptible([str(BIN / "opsconductor"), "gate", "local", "1", "--interval", "3",
+                          "--state-dir", str(mesh_stack.state_dir)])
+    assert "metrics gate on local" in gate.stdout.readline()
+    gate.send_signal(signal.SIGINT)
+    _, err = gate.communicate(timeout=30)
+    assert gate.returncode == 130
+    assert err.strip().splitlines() == [err.strip()] and "interrupted; nothing was changed" in err
+    assert "Traceback" not in err and "weights stable 90 % / canary 10 %" in err
+
+
+def test_ctrl_c_during_a_rollout_rolls_the_unproven_canary_back(mesh_stack):
+    rollout = interruptible([str(BIN / "opsconductor"), "canary", "rollout", "--steps", "30,100", "--interval", "60",
+                             "--state-dir", str(mesh_stack.state_dir)])
+    assert "step 30 %" in rollout.stdout.readline()
+    assert canary_weight(mesh_stack) == 30
+    rollout.send_signal(signal.SIGINT)
+    _, err = rollout.communicate(timeout=60)
+    assert rollout.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "rolled back" in err and "Traceback" not in err
+    assert canary_weight(mesh_stack) == 0
+    assert mesh_stack.cli("canary", "set", "10").returncode == 0
+
+
+def test_checks_and_their_scripts_find_the_stack_by_flag_or_variable(mesh_stack, tmp_path):
+    elsewhere = {**os.environ, "OPSCONDUCTOR_STATE_DIR": str(mesh_stack.state_dir)}
+    by_variable = subprocess.run([str(ROOT / "scripts" / "release_smoke.sh"), "local", "-o", "json"], cwd=tmp_path,
+                                 env=elsewhere, capture_output=True, text=True, timeout=120)
+    assert by_variable.returncode == 0, by_variable.stderr
+    report = json.loads(by_variable.stdout)
+    assert report["failed"] == 0 and report["passed"] >= 8 and report["environment"] == "local"
+    by_flag = subprocess.run([str(ROOT / "scripts" / "release_metrics_gate.sh"), "local", "0.05", "--interval", "3",
+                              "--window", "3s", "--state-dir", str(mesh_stack.state_dir), "-o", "json"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert by_flag.returncode == 3 and json.loads(by_flag.stdout)["outcome"].startswith("INCONCLUSIVE")
+    nowhere = subprocess.run([str(ROOT / "scripts" / "release_frontend_check.sh"), "--state-dir",
+                              str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
+    assert nowhere.returncode == 5 and "no stack is running from" in nowhere.stderr

@@ -1,22 +1,22 @@
-"""`opsconductor up`, `status`, `down` and `canary` on the real mesh."""
+"""`opsconductor up`, `status`, `down` and `canary` on the real mesh. How `up` ends is in
+test_up_signals.py; control commands interrupted or run at once in test_control_commands.py."""
 
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import threading
 from collections import Counter
 
 import grpc
-import psutil
 import pytest
 
 from opsconductor.automation.v1 import automation_pb2
+from opsconductor.stack.ports import REPLICA_PORT_NAMES
 from tests.support.calls import automation_stub
 from tests.support.procs import wait_for
-from tests.support.stack import start_stack, stack_ports, stop_stack, up_argv
+from tests.support.stack import free_block, start_stack, stack_ports, stop_stack, up_argv
 
 PING = automation_pb2.ExecuteRequest(input="ping", tool="echo")
 
@@ -25,27 +25,6 @@ def pools(gateway: str, calls: int) -> Counter:
     channel, stub = automation_stub(gateway)
     with channel:
         return Counter(stub.Execute(PING, timeout=10).pool for _ in range(calls))
-
-
-def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path):
-    ports = stack_ports()
-    up = subprocess.Popen(up_argv(tmp_path, ports, "--no-prometheus"), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in up.stdout:  # the endpoint table comes once every component is healthy
-        lines.append(line)
-        if "the mesh is up" in line:
-            break
-    assert up.poll() is None, "".join(lines)
-    children = psutil.Process(up.pid).children(recursive=True)
-    assert len(children) >= 5  # two pipelines, two automations, Envoy (and the page when built)
-    answered = pools(f"127.0.0.1:{ports['gateway']}", 5)
-    assert sum(answered.values()) == 5 and set(answered) <= {"stable", "canary"}, answered
-    up.send_signal(signal.SIGINT)
-    output = up.communicate(timeout=60)[0]
-    assert up.returncode == 0, output
-    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-    assert "no process left behind" in output
 
 
 def test_up_refuses_a_taken_port_naming_it_and_its_holder(tmp_path):
@@ -58,16 +37,22 @@ def test_up_refuses_a_taken_port_naming_it_and_its_holder(tmp_path):
     assert f"port {ports['gateway']} (gateway) is taken by pid" in result.stderr
 
 
-def test_a_crashed_component_is_reported_and_nothing_is_left(tmp_path):
-    stack = start_stack(tmp_path, "--no-prometheus", "--no-page")
-    supervisor = psutil.Process(stack.state.supervisor_pid)
-    children = supervisor.children(recursive=True)
-    victim = psutil.Process(stack.state.components["canary-1-pipeline"].pid)
-    victim.kill()
-    supervisor.wait(60)
-    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-    log = (tmp_path / "up.log").read_text()
-    assert "canary-1-pipeline crashed (exit code -9)" in log
+def test_each_pools_replicas_listen_from_its_base_port(tmp_path):
+    per_replica = len(REPLICA_PORT_NAMES)  # gRPC, metrics and health of both services
+    base = free_block(3 * per_replica)  # stable: 2 replicas, canary: 1
+    canary = base + 2 * per_replica
+    stack = start_stack(tmp_path, "--no-prometheus", "--no-page", "--stable-replicas", "2",
+                        "--stable-base-port", str(base), "--canary-base-port", str(canary))
+    try:
+        ports = {c["name"]: c["ports"] for c in json.loads(stack.cli("status", "-o", "json").stdout)["components"]}
+        assert ports["stable-1-automation"] == {"grpc": base, "metrics": base + 2, "health": base + 8}
+        assert ports["stable-2-pipeline"] == {"grpc": base + 5, "metrics": base + 7, "health": base + 11}
+        assert ports["canary-1-automation"] == {"grpc": canary, "metrics": canary + 1, "health": canary + 4}
+        assert sorted(p for name, used in ports.items() if name.startswith(("stable", "canary"))
+                      for p in used.values()) == list(range(base, base + 3 * per_replica))
+        assert pools(stack.gateway, 20)["stable"] > 0
+    finally:
+        stop_stack(stack)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +67,15 @@ def test_status_reports_every_component_healthy(stack):
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("stable-1-pipeline", "stable-1-automation", "canary-1-pipeline", "canary-1-automation", "envoy"):
         assert f"{name}" in result.stdout
-    assert "NOT HEALTHY" not in result.stdout and "weights: stable 90 % / canary 10 %" in result.stdout
+    assert "NOT READY" not in result.stdout and "weights: stable 90 % / canary 10 %" in result.stdout
+    report = json.loads(stack.cli("status", "-o", "json").stdout)
+    envoy = next(c for c in report["components"] if c["name"] == "envoy")
+    assert envoy["state"] == "running" and envoy["healthy"] and envoy["ports"]["gateway"] == stack.ports["gateway"]
+    assert envoy["version"] and envoy["uptime_s"] > 0 and envoy["restarts"] == 0 and envoy["essential"]
+    assert report["weights"] == {"stable": 90, "canary": 10} and report["healthy"]
+    tail = json.loads(stack.cli("status", "canary-1-pipeline", "--logs", "2", "-o", "json").stdout)
+    assert [c["name"] for c in tail["components"]] == ["canary-1-pipeline"]
+    assert len(tail["components"][0]["last_lines"]) == 2  # it has logged "selector evaluated", "serving"
 
 
 def test_canary_set_and_rollback_take_effect_at_once(stack):
@@ -101,6 +94,7 @@ def test_invalid_canary_share_is_rejected_and_weights_stay(stack, bad):
     assert stack.cli("canary", "set", "30").returncode == 0
     result = stack.cli("canary", "set", bad)
     assert result.returncode == 2 and "whole number from 0 to 100" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     status = json.loads(stack.cli("canary", "status", "-o", "json").stdout)
     assert {row["name"]: row["weight"] for row in status["rows"]} == {"stable": 70, "canary": 30}
 

@@ -294,3 +294,13 @@ def test_taken_port_fails_clearly(services):
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert port in result.stderr and "taken" in result.stderr
+
+
+def test_sigterm_of_a_pipeline_its_automation_watches_takes_no_grace_period(start_services):
+    # The automation's health Watch (an aio client) must end at shutdown, not hold the grace.
+    pair = start_services(env={"SHUTDOWN_GRACE_S": "10"})
+    started = time.monotonic()
+    pair.pipeline.popen.send_signal(signal.SIGTERM)
+    assert pair.pipeline.popen.wait(15) == 0
+    assert time.monotonic() - started < 3, "the pipeline waited out its grace period"
+    wait_for(lambda: '"serving": false' in pair.automation.log_text(), 5, "the automation to see it go")

@@ -1,5 +1,6 @@
 """Everything generated is fresh: `make generate` (scripts/generate.sh) run into an empty root
-makes exactly the committed stubs and renders, byte for byte, and nothing else."""
+makes exactly the committed stubs, renders and generated doc sections, byte for byte, and
+nothing else."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from opsconductor.renders import RENDERS
+from opsconductor.renders import RENDERS, paths
 
 ROOT = Path(__file__).resolve().parents[2]
 STUB_TREES = ("opsconductor/automation", "opsconductor/pipeline", "web_client/src/gen")
@@ -26,8 +27,8 @@ def test_every_generated_file_is_fresh(tmp_path, web_node_modules):
     assert result.returncode == 0, result.stdout + result.stderr
     made = {name: path for tree in STUB_TREES for name, path in _files(tmp_path, tree).items()}
     committed = {name: path for tree in STUB_TREES for name, path in _files(ROOT, tree).items()}
-    made.update({name: tmp_path / name for name in RENDERS})
-    committed.update({name: ROOT / name for name in RENDERS if (ROOT / name).exists()})
+    made.update({name: tmp_path / name for name in paths()})
+    committed.update({name: ROOT / name for name in paths() if (ROOT / name).exists()})
     assert len(made) > len(RENDERS) + 8, sorted(made)  # not vacuous: every stub tree was generated
     stale = sorted(set(made) ^ set(committed))
     stale += sorted(name for name in set(made) & set(committed)

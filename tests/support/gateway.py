@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin
 from opsconductor.gateway.config import render, to_yaml
 from opsconductor.gateway.settings import EnvoySettings
-from tests.support.procs import BIN, Process, free_port, wait_for
+from tests.support.procs import BIN, Process, free_port, wait_held
 
 
 @dataclass
@@ -30,8 +29,9 @@ class Gateway:
     def access_log(self) -> Path:
         return Path(self.settings.access_log_path)
 
-    def wait_pools_healthy(self, healthy: dict[str, int], timeout: float = 30.0) -> None:
-        """Waits until Envoy's health checks see exactly `healthy` hosts per pool."""
+    def wait_pools_healthy(self, healthy: dict[str, int], timeout: float = 30.0, hold_s: float = 0.0) -> None:
+        """Waits until Envoy's health checks see exactly `healthy` hosts per pool (for `hold_s` in
+        a row: a check sent before the hosts recovered can still mark one down)."""
         def reached() -> bool:
             if not self.process.running():
                 raise RuntimeError(f"envoy exited:\n{self.process.log_tail()}")
@@ -41,31 +41,7 @@ class Gateway:
                 return False
             return all(counts.get(pool) == n for pool, n in healthy.items())
 
-        wait_for(reached, timeout, f"envoy to see healthy hosts {healthy}")
-
-    def wait_pools_settled(self, healthy: dict[str, int], timeout: float = 30.0) -> None:
-        """Waits until Envoy has seen exactly `healthy` hosts per pool for a whole health-check
-        round (an interval and a check's 1 s timeout, and a margin). Seen healthy once is not
-        enough after an outage: a check Envoy made while a host was not ready can land after
-        the host is ready again, and takes the host out until the next check."""
-        settle_s = self.settings.health_check_interval_s + 1.5
-        since: list[float] = []
-
-        def settled() -> bool:
-            if not self.process.running():
-                raise RuntimeError(f"envoy exited:\n{self.process.log_tail()}")
-            try:
-                counts = {pool: h.healthy for pool, h in self.admin.pool_health().items()}
-            except AdminError:
-                counts = {}
-            if not all(counts.get(pool) == n for pool, n in healthy.items()):
-                since.clear()
-                return False
-            if not since:
-                since.append(time.monotonic())
-            return time.monotonic() - since[0] >= settle_s
-
-        wait_for(settled, timeout, f"envoy to see healthy hosts {healthy} for {settle_s:g} s", interval=0.1)
+        wait_held(reached, hold_s, timeout, f"envoy to see healthy hosts {healthy}")
 
     def stop(self) -> None:
         self.process.stop()

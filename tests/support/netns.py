@@ -208,15 +208,9 @@ async def _relay(socket_path: str, port: int) -> asyncio.AbstractServer:
     return await asyncio.start_unix_server(connected, path=socket_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main(config_path: str) -> int:
     from tests.support import fakedns
-    from tests.support.procs import health_status
+    from tests.support.procs import free_port, health_status
 
     config = json.loads(Path(config_path).read_text())
     directory = Path(config["directory"])
@@ -228,9 +222,9 @@ def main(config_path: str) -> int:
     lock = threading.Lock()
     http_port, tls_port = _http_targets(directory, lock), _tls_targets(directory, lock)
 
-    grpc_port = _free_port()
+    grpc_port, metrics_port = free_port(), free_port()
     env = {**os.environ, "PIPELINE_GRPC_ADDR": f"127.0.0.1:{grpc_port}",
-           "PIPELINE_METRICS_ADDR": f"127.0.0.1:{_free_port()}", **config["pipeline_env"]}
+           "PIPELINE_METRICS_ADDR": f"127.0.0.1:{metrics_port}", **config["pipeline_env"]}
     with (directory / "pipeline.log").open("w") as log:
         pipeline = subprocess.Popen([sys.executable, "-m", "services", "pipeline"], env=env, cwd=ROOT,
                                     stdout=log, stderr=subprocess.STDOUT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import grpc
 from opsconductor.automation.v1 import automation_pb2_grpc
 from opsconductor.identity import operator
 from opsconductor.stack import control
-from opsconductor.stack.ports import free_port
+from opsconductor.stack.ports import PortTaken, check_free, free_port
 from opsconductor.stack.processes import BIN
 from opsconductor.stack.state import ReplicaState, StackState, load
 
@@ -64,17 +65,34 @@ class RunningStack:
         return subprocess.run([str(BIN / "opsconductor"), *args, "--state-dir", str(self.state_dir)],
                               capture_output=True, text=True, timeout=timeout)
 
-    def control(self, command: dict) -> list[str]:
-        return list(control.send(Path(self.state.control_socket), command))
+    def control(self, command: str, **args: object) -> dict:
+        """Has the supervisor carry out `command` (waiting for any change in progress); returns
+        the finished operation, or fails the test with the supervisor's answer."""
+        events = list(control.request(Path(self.state.control_socket),
+                                      {"op": "run", "command": command, "args": args, "wait": True}))
+        finished = [event["operation"] for event in events if event["event"] == "finished"]
+        assert finished and finished[0]["state"] == "succeeded", events
+        return finished[0]
 
     def stop_components(self, *names: str) -> None:
-        self.control({"op": "stop", "components": list(names)})
+        self.control("stop-components", components=list(names))
 
     def start_components(self, *names: str) -> None:
-        self.control({"op": "start", "components": list(names)})
+        self.control("start-components", components=list(names))
 
     def pipelines(self) -> list[str]:
         return [name for name in self.state.components if name.endswith("-pipeline")]
+
+
+def free_block(count: int) -> int:
+    """The first of `count` consecutive ports that are free right now."""
+    for base in random.sample(range(20000, 60000, count), 200):
+        try:
+            check_free({str(port): port for port in range(base, base + count)})
+        except PortTaken:
+            continue
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def stack_ports() -> dict[str, int]:
@@ -83,7 +101,10 @@ def stack_ports() -> dict[str, int]:
 
 
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
-    argv = [str(BIN / "opsconductor"), "up", "--state-dir", str(state_dir), "--service-ports", "auto"]
+    """`opsconductor up` on `ports`, the services on free ports unless `extra` gives base ports."""
+    argv = [str(BIN / "opsconductor"), "up", "--state-dir", str(state_dir)]
+    if not any(arg.endswith("-base-port") for arg in extra):
+        argv += ["--service-ports", "auto"]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
     return argv + list(extra)

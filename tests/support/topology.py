@@ -46,7 +46,8 @@ class Topology:
         return gateway
 
     def heal(self) -> None:
-        """Restarts whatever a test stopped or killed, and waits until Envoy sees every host."""
+        """Restarts whatever a test stopped or killed, and waits until Envoy has seen every host
+        healthy for longer than one health check takes to overturn it."""
         restarted = False
         for pair in self.pairs():
             if not pair.pipeline.running():
@@ -55,19 +56,12 @@ class Topology:
             if not pair.automation.running():
                 pair.start_automation()
                 restarted = True
-        if self.gateway is None:
-            return
-        self.gateway.admin.set_weights(90, 10)
-        expected = {pool: len(pairs) for pool, pairs in self.pools.items()}
-        if not restarted:
-            self.gateway.wait_pools_healthy(expected)
-            return
-        # Every automation ready again by its own account (its pipeline's readiness reaches it
-        # through a health watch), then healthy in Envoy's eyes for a whole check round: Envoy
-        # could still act on a check it made during the outage, after seeing every host healthy.
-        for pair in self.pairs():
-            pair.automation.wait_healthy(pair.health_target("automation"), AUTOMATION_SERVICE)
-        self.gateway.wait_pools_settled(expected)
+            # An automation whose pipeline came back is ready again only once it has seen that.
+            pair.automation.wait_healthy(pair.health_target("automation"), AUTOMATION_SERVICE, 30)
+        if self.gateway is not None:
+            self.gateway.admin.set_weights(90, 10)
+            hold_s = 1.5 * self.gateway.settings.health_check_interval_s if restarted else 0.0
+            self.gateway.wait_pools_healthy({pool: len(pairs) for pool, pairs in self.pools.items()}, hold_s=hold_s)
 
     def stop(self) -> None:
         """Stops every process by PID: gateways first, so no call lands on a stopping service."""

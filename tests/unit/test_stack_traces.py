@@ -1,15 +1,17 @@
 """What `up` makes of its trace flags: the store or a real backend, the edge's sampling rate,
-and the OTEL_* environment every service gets."""
+the OTEL_* environment every service gets, and the store as a supervised component (bad flag
+values are in tests/unit/test_cli.py with every other command's)."""
 
 from __future__ import annotations
 
-import pytest
 
-from opsconductor.cli.main import build_parser
-from opsconductor.cli.up import UsageError, spec_from_args
+from opsconductor.cli.commands import build_parser
+from opsconductor.cli.up import spec_from_args
 from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT
 from opsconductor.stack import traces
+from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.ports import Ports
+from opsconductor.stack.status import PROBES
 from services.common.config import tracing_config
 
 
@@ -44,14 +46,6 @@ def test_off_means_no_spans_anywhere():
     assert traces.envoy_tracing(trace_spec, Ports()) is None
 
 
-@pytest.mark.parametrize("flags", [("--trace-sample", "150"), ("--trace-sample", "-1"), ("--trace-sample", "lots"),
-                                   ("--otlp-endpoint", "collector:4317"), ("--otlp-endpoint", "https://c:4317"),
-                                   ("--otlp-endpoint", "http://c")])
-def test_bad_trace_flags_are_usage_errors(flags):
-    with pytest.raises(UsageError):
-        spec(*flags)
-
-
 def test_the_tools_never_reach_the_store_or_a_real_backend_s_collector():
     ports = Ports()
     local = spec().traces
@@ -66,3 +60,15 @@ def test_the_tools_never_reach_the_store_or_a_real_backend_s_collector():
         "--traces-url", f"http://127.0.0.1:{ports.traces_query}"]
     off = spec("--trace-sample", "off").traces
     assert traces.required_ports(off, ports) == {} and traces.mesh_ports(off) == set()
+
+
+def test_the_store_is_a_supervised_component_of_the_stack_s_state_dir(tmp_path):
+    ports = Ports(traces_otlp=24317, traces_query=23210, traces_metrics=29095)
+    component = traces.store_spec(ports, tmp_path, RestartPolicy(backoff_s=0.1))
+    assert (component.name, component.kind, component.essential) == ("traces", "traces", False)
+    assert dict(component.ports) == {"otlp": 24317, "query": 23210, "metrics": 29095}
+    assert component.restart.backoff_s == 0.1 and component.argv[-2:] == ("services", "traces")
+    assert component.env["TRACES_DB"] == str(tmp_path / "traces.sqlite")
+    assert component.env["TRACES_GRPC_ADDR"] == "127.0.0.1:24317"
+    assert not component.ready()  # nothing listens there: not ready, and no exception
+    assert "traces" in PROBES  # `status` checks it as it checks the others
