@@ -1,4 +1,4 @@
-"""`python -m services automation|pipeline|page`: runs one service, configured by its
+"""`python -m services automation|pipeline|page|traces`: runs one service, configured by its
 environment variables (see the README's configuration table). This is the container's entry
 point, so it needs nothing of the operator tool; `opsconductor automation` and
 `opsconductor pipeline` run the same functions with command-line flags on top."""
@@ -13,6 +13,7 @@ ENTRY_POINTS = {
     "automation": "services.automation.main",
     "pipeline": "services.pipeline.main",
     "page": "services.page.server",
+    "traces": "services.traces.main",
 }
 
 

@@ -9,13 +9,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from opsconductor.cli import bench, canary, certs, exits, frontend_check, gate, services, smoke, stat, status, up
+from opsconductor.cli import (bench, canary, certs, exits, frontend_check, gate, services, smoke, stat, status, trace,
+                              up)
 from opsconductor.cli.operation import describe_mesh
 from opsconductor.cli.parsing import Parser, full_name
 from services.common.config import package_version
 
 # Each module adds its own subcommands, in the order `--help` lists them.
-COMMANDS = (services, up, status, stat, canary, certs, smoke, gate, frontend_check, bench)
+COMMANDS = (services, up, status, stat, canary, trace, certs, smoke, gate, frontend_check, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

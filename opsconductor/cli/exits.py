@@ -51,6 +51,9 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                        USAGE: "bad flag value", UNREACHABLE: "Prometheus or the supervisor did not answer",
                        NO_STACK: "no stack is running", BUSY: "another change is in progress",
                        INTERRUPTED: "Ctrl-C: rolled back to stable (or the supervisor finishes promote)"},
+    "trace": {OK: "shown", FAILED: "the store has no such trace", USAGE: "bad flag value, or neither a trace id "
+              "nor --slowest", UNREACHABLE: "the trace store did not answer",
+              NO_STACK: "no stack is running (and no --traces-url given), or it keeps no trace store", **_CHECK},
     "certs show": {OK: "shown", FAILED: "no workload certificates in the state directory", USAGE: "bad flag value",
                    **_CHECK},
     "certs rotate": {OK: "every certificate renewed; the processes pick them up without a restart",

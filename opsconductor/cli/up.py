@@ -12,8 +12,8 @@ from opsconductor.cli import exits
 from opsconductor.cli.arguments import add_state_dir, state_dir
 from opsconductor.cli.parsing import command, count, existing_dir, existing_file, non_negative_count, port, seconds
 from opsconductor.cli.tls_arguments import add_tls_arguments, tls_spec_from_args
-from opsconductor.gateway.settings import JwtSettings
-from opsconductor.stack import lifecycle
+from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, JwtSettings
+from opsconductor.stack import lifecycle, traces
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.console import Console
 from opsconductor.stack.ports import MAX_REPLICAS, REPLICA_PORT_NAMES, Ports, base_port_flag, port_flag
@@ -27,13 +27,15 @@ EXAMPLES = (
     ("opsconductor up --gateway-port 4000 --stable-base-port 21000", "other ports"),
     ("opsconductor up --canary-source ../opsconductor-v0.2.0", "canary a real new version"),
     ("opsconductor up --log-format json | jq .", "JSON log lines"),
+    ("opsconductor up --trace-sample 100", "trace every call (default 1 %)"),
+    ("opsconductor up --otlp-endpoint http://127.0.0.1:4317", "spans to your own collector, no trace store"),
 )
 
 
 def add_parsers(commands) -> None:
-    up = command(commands, "up", help="run the whole mesh: both pools, Envoy, the page, Prometheus",
-                 description="Run both pools, Envoy, the page and Prometheus on this machine, supervised: a "
-                             "component that exits is restarted with backoff; Ctrl-C stops everything.",
+    up = command(commands, "up", help="run the whole mesh: both pools, Envoy, the page, Prometheus, the trace store",
+                 description="Run both pools, Envoy, the page, Prometheus and the trace store on this machine, "
+                             "supervised: a component that exits is restarted with backoff; Ctrl-C stops everything.",
                  examples=EXAMPLES)
     up.add_argument("--detach", action="store_true", help="keep running in the background (see status, down)")
     up.add_argument("--stable-replicas", type=count, default=1, metavar="N", help="stable replicas (default 1)")
@@ -66,6 +68,12 @@ def add_parsers(commands) -> None:
     up.add_argument("--jwt-audience", action="append", metavar="AUD",
                     help="an accepted audience (with --jwt-jwks; repeatable; default opsconductor-mesh)")
     up.add_argument("--rate-limit", type=count, metavar="PER_S", help="gateway rate limit, calls per second")
+    up.add_argument("--trace-sample", type=sample_percent, default=DEFAULT_SAMPLE_PERCENT, metavar="PCT",
+                    help=f"percentage of calls the gateway traces when the caller did not decide (default "
+                         f"{DEFAULT_SAMPLE_PERCENT:g}; a traceparent's sampled flag always wins); 'off': no spans")
+    up.add_argument("--otlp-endpoint", type=otlp_endpoint, metavar="URL",
+                    help="send spans to this OTLP/gRPC receiver (http://HOST:4317, e.g. an OpenTelemetry "
+                         "Collector) instead of the embedded trace store")
     add_tls_arguments(up)
     up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     up.add_argument("--no-page", action="store_true", help="do not serve the Exec Sandbox page")
@@ -111,11 +119,34 @@ def spec_from_args(args: argparse.Namespace) -> StackSpec:
                          restart=RestartPolicy(backoff_s=args.restart_backoff,
                                                max_backoff_s=max(30.0, args.restart_backoff),
                                                crash_loop_limit=args.crash_loop_limit),
+                         traces=traces.TraceSpec(sample_percent=args.trace_sample,
+                                                 otlp_endpoint=args.otlp_endpoint or ""),
                          tls=tls_spec_from_args(args))
     except NotACheckout:
         raise
     except ValueError as error:  # ports out of range or used twice, TLS flags that do not go together
         raise UsageError(str(error)) from None
+
+
+def sample_percent(text: str) -> float | None:
+    """--trace-sample: a percentage 0-100, or 'off' (no spans at all)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"takes a percentage 0-100 or 'off', not {text[:20]!r}")
+    return value
+
+
+def otlp_endpoint(text: str) -> str:
+    try:
+        traces.parse_endpoint(text)
+    except traces.BadEndpoint as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--otlp-endpoint ")) from None
+    return text
 
 
 def run_up(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ from typing import Any
 
 from opsconductor.gateway.tls import upstream_transport_socket
 from opsconductor.gateway.settings import ENDPOINT_METADATA, TYPE_PREFIX, EnvoySettings, Host, duration, socket_address
+from opsconductor.gateway.tracing import collector_cluster
 from services.common.names import AUTOMATION_SERVICE
 
 
 def clusters(s: EnvoySettings) -> list[dict[str, Any]]:
-    """Pool clusters, their aggregates (route targets named after the pools), the admin."""
+    """Pool clusters, their aggregates (route targets named after the pools), the admin, and
+    the trace collector when the gateway traces."""
     return [
         _pool_cluster(s, "stable", s.stable_hosts),
         _pool_cluster(s, "canary", s.canary_hosts),
@@ -19,6 +21,7 @@ def clusters(s: EnvoySettings) -> list[dict[str, Any]]:
         _aggregate_cluster(s, "stable", ("stable_pool", "canary_pool")),
         _aggregate_cluster(s, "canary", ("canary_pool", "stable_pool")),
         _admin_cluster(s),
+        *([collector_cluster(s.tracing)] if s.tracing is not None else []),
     ]
 
 

@@ -13,6 +13,7 @@ from opsconductor.gateway.clusters import clusters
 from opsconductor.gateway.listeners import gateway_listener, stats_listener
 from opsconductor.gateway.tls import bootstrap_node
 from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, socket_address
+from opsconductor.gateway.tracing import runtime_defaults
 
 
 def render(settings: EnvoySettings) -> dict[str, Any]:
@@ -26,7 +27,8 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
                 # The static layer makes the weights visible in GET /runtime from the start;
                 # the admin layer is what POST /runtime_modify writes (memory only: a restart
                 # goes back to these values).
-                {"name": "static", "static_layer": _default_weights(s)},
+                {"name": "static", "static_layer": {
+                    **_default_weights(s), **(runtime_defaults(s.tracing) if s.tracing is not None else {})}},
                 {"name": "admin", "admin_layer": {}},
             ]
         },

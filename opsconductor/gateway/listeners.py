@@ -9,6 +9,7 @@ from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, RAT
                                           RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, JwtSettings,
                                           duration, socket_address)
 from opsconductor.gateway.tls import edge_transport_socket, stats_transport_socket
+from opsconductor.gateway.tracing import hcm_tracing, name_spans_after_routes
 from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
 
 _AUTOMATION_PREFIX = f"/{AUTOMATION_SERVICE}/"
@@ -22,7 +23,7 @@ _OPEN_METHODS = {
     "grpc.reflection.v1.ServerReflection": ("ServerReflectionInfo",),
 }
 _ALLOW_HEADERS = (
-    "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-trace-id,x-canary,authorization"
+    "content-type,x-grpc-web,x-user-agent,grpc-timeout,x-trace-id,x-canary,authorization,traceparent,tracestate"
 )
 # gRPC and gRPC-Web (binary or base64 text) carrying protobuf: what the services speak, as the
 # gRPC and gRPC-Web specs write them, with no parameters. Envoy's gRPC-Web filter translates
@@ -46,6 +47,9 @@ def gateway_listener(s: EnvoySettings) -> dict[str, Any]:
     # One caller connection holds at most this many calls at once (HTTP/2 SETTINGS; a client
     # queues the rest itself), so one connection cannot take a whole pool's share.
     hcm["typed_config"]["http2_protocol_options"] = {"max_concurrent_streams": s.max_streams_per_connection}
+    if s.tracing is not None:
+        hcm["typed_config"].update(hcm_tracing(s.tracing))
+        name_spans_after_routes(virtual_host["routes"])
     return _listener("gateway", s.listen_address, s.listen_port, hcm, edge_transport_socket(s.edge_tls))
 
 
@@ -202,7 +206,10 @@ def _access_log(s: EnvoySettings, kind: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "log": kind,
         "start_time": "%START_TIME%",
-        "trace_id": "%REQ(X-TRACE-ID)%",
+        # The call's OpenTelemetry trace id (the gateway makes one for every call it traces,
+        # sampled or not), and the caller's own x-trace-id if it sent one.
+        "trace_id": "%TRACE_ID%",
+        "caller_trace_id": "%REQ(X-TRACE-ID)%",
         "method": "%REQ(:METHOD)%",
         "path": "%REQ(:PATH)%",
         "protocol": "%PROTOCOL%",

@@ -19,6 +19,10 @@ ENDPOINT_METADATA = "opsconductor"  # filter_metadata namespace carrying each ho
 TYPE_PREFIX = "type.googleapis.com/envoy."
 
 Host = tuple[str, int]
+# Calls the gateway traces when the caller did not decide: 1 %, as Istio's default. Measured on
+# this machine (docs/BENCHMARKS.md) 10 % cost more than the 10 % more CPU per call we allow
+# tracing; a caller that wants its call traced says so in its traceparent, as the page does.
+DEFAULT_SAMPLE_PERCENT = 1.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,28 @@ class JwtSettings:
     issuer: str
     audiences: tuple[str, ...]
     jwks_path: str  # a local JWKS file (mounted from a Secret in Kubernetes)
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where the gateway's spans go (OTLP/gRPC) and the share of calls traced (see tracing.py)."""
+
+    collector: Host = ("127.0.0.1", LOCAL_PORTS.traces_otlp)
+    discovery: Literal["STATIC", "STRICT_DNS"] = "STATIC"
+    sample_percent: float = DEFAULT_SAMPLE_PERCENT
+    # How long a finished span may wait in Envoy before export (Envoy's default is 5 s; the
+    # Exec Sandbox shows a call's waterfall right after the call).
+    flush_interval_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sample_percent <= 100:
+            raise ValueError(f"sample_percent must be 0-100, got {self.sample_percent}")
+        if not 0 < self.collector[1] < 65536:
+            raise ValueError(f"bad collector port {self.collector[1]}")
+        if self.discovery == "STATIC" and not _is_ip(self.collector[0]):
+            raise ValueError(f"STATIC discovery takes an IP address, got collector {self.collector[0]!r}")
+        if self.flush_interval_ms < 1:
+            raise ValueError("flush_interval_ms must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,7 @@ class EnvoySettings:
     rate_limit_per_s: int = 100_000
     access_log_path: str = "/dev/stdout"
     jwt: JwtSettings | None = field(default=None)
+    tracing: TracingSettings | None = None  # None: no spans (the deployment variants set it)
     # mTLS to the pools and on the stats listener; TLS at the edge (opsconductor/gateway/tls.py).
     mesh_tls: MeshTls | None = None
     edge_tls: EdgeTls | None = None

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from opsconductor import yamltext
 from opsconductor.gateway.config import render, to_yaml
-from opsconductor.gateway.settings import EnvoySettings, JwtSettings
+from opsconductor.gateway.settings import EnvoySettings, JwtSettings, TracingSettings
 from opsconductor.gateway.tls import EdgeTls, MeshTls, sds_resources
 from opsconductor.stack.ports import replica_ports
 
@@ -21,6 +21,7 @@ MESH_TLS = MeshTls(certificate_dir="/etc/envoy/identity", sds_dir="/etc/envoy/sd
 EDGE_TLS = EdgeTls(cert_file="/etc/envoy/edge/tls.crt", key_file="/etc/envoy/edge/tls.key", sds_dir="/etc/envoy/sds")
 # Ports every service listens on inside a container or pod (the standalone defaults).
 AUTOMATION_PORT = 3003
+OTLP_PORT = 4317  # the OpenTelemetry Collector's OTLP/gRPC receiver
 GENERATED_BY = "`make generate` (opsconductor/gateway/variants.py)"
 
 
@@ -30,6 +31,7 @@ def local_settings(stable_replicas: int = 1, canary_replicas: int = 1,
     return replace(EnvoySettings(
         stable_hosts=tuple(("127.0.0.1", replica_ports("stable", i)["automation"]) for i in range(stable_replicas)),
         canary_hosts=tuple(("127.0.0.1", replica_ports("canary", i)["automation"]) for i in range(canary_replicas)),
+        tracing=TracingSettings(),  # to the local trace store, on its port-table port
     ), **overrides)
 
 
@@ -42,6 +44,7 @@ def compose_settings() -> EnvoySettings:
         listen_address="0.0.0.0",
         stats_address="0.0.0.0",
         mesh_tls=MESH_TLS,
+        tracing=TracingSettings(collector=("otel-collector", OTLP_PORT), discovery="STRICT_DNS"),
     )
 
 
@@ -51,6 +54,8 @@ def k8s_settings() -> EnvoySettings:
         compose_settings(),
         stable_hosts=((f"automation-stable.{NAMESPACE}.svc.cluster.local", AUTOMATION_PORT),),
         canary_hosts=((f"automation-canary.{NAMESPACE}.svc.cluster.local", AUTOMATION_PORT),),
+        tracing=TracingSettings(collector=(f"otel-collector.{NAMESPACE}.svc.cluster.local", OTLP_PORT),
+                                discovery="STRICT_DNS"),
     )
 
 

@@ -7,6 +7,8 @@ everyone else from reaching the ports at all.
   a pool's automation           → that pool's pipeline :8001
   Prometheus (namespace "monitoring") → every metrics port, Envoy's stats listener :9902
   the kubelet                   → the plaintext health ports :9093 / :9094
+  gateway, automation, pipeline → the OpenTelemetry Collector :4317 (their spans)
+  the Collector                 → its trace backend, any address on :4317 (patch for yours)
   every pod                     → cluster DNS :53
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsconductor.gateway.variants import NAMESPACE
+from opsconductor.gateway.variants import NAMESPACE, OTLP_PORT
 from opsconductor.identity.certmanager import documents_yaml
 from opsconductor.stack.ports import CONTAINER_PORTS
 from services.common.names import POOLS
@@ -34,6 +36,10 @@ def _peer_pods(name: str, pool: str | None = None) -> dict[str, Any]:
     return {"podSelector": _pods(name, pool)}
 
 
+COLLECTOR_HEALTH_PORT = 13133  # the Collector's health_check extension (deploy/otel/collector.yaml)
+# Spans go to the Collector over OTLP/gRPC; every traced workload may open that one flow.
+_TO_COLLECTOR = {"to": [{"podSelector": {"matchLabels": {_NAME: "otel-collector"}}}], "ports": [
+    {"protocol": "TCP", "port": OTLP_PORT}]}
 _PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
                "podSelector": {"matchLabels": {_NAME: "prometheus"}}}
 
@@ -69,7 +75,13 @@ def policies() -> list[dict[str, Any]]:
         _policy("gateway", _pods("gateway"),
                 [{"ports": _ports(gateway["gateway"])},  # the mesh's only entry point
                  {"from": [_PROMETHEUS], "ports": _ports(gateway["stats"])}],
-                [{"to": [_peer_pods("automation")], "ports": _ports(automation["grpc"])}]),
+                [{"to": [_peer_pods("automation")], "ports": _ports(automation["grpc"])}, _TO_COLLECTOR]),
+        _policy("otel-collector", _pods("otel-collector"),
+                [{"from": [_peer_pods(name) for name in ("gateway", "automation", "pipeline")],
+                  "ports": _ports(OTLP_PORT)},
+                 {"ports": _ports(COLLECTOR_HEALTH_PORT)}],  # the kubelet's probes; health only
+                # Its backend (TRACES_EXPORT_ENDPOINT) may live anywhere: in-cluster or a vendor's.
+                [{"ports": _ports(OTLP_PORT)}]),
     ]
     for pool in POOLS:
         documents.append(_policy(
@@ -79,14 +91,16 @@ def policies() -> list[dict[str, Any]]:
              # The kubelet probes from the node, whose address no selector names; the port
              # answers grpc.health.v1 and nothing else.
              {"ports": _ports(automation["health"])}],
-            [{"to": [_peer_pods("pipeline", pool)], "ports": _ports(pipeline["grpc"])}]))
+            [{"to": [_peer_pods("pipeline", pool)], "ports": _ports(pipeline["grpc"])}, _TO_COLLECTOR]))
         documents.append(_policy(
             f"pipeline-{pool}", _pods("pipeline", pool),
             [{"from": [_peer_pods("automation", pool)], "ports": _ports(pipeline["grpc"])},
              {"from": [_PROMETHEUS], "ports": _ports(pipeline["metrics"])},
              {"ports": _ports(pipeline["health"])}],
             # Its tools reach only TOOL_ALLOWLIST (loopback by default): widen both together.
-            []))
+            # The Collector is a flow of the pipeline itself; its port is in MESH_PORTS, so no tool
+            # reaches it.
+            [_TO_COLLECTOR]))
     return documents
 
 

@@ -258,8 +258,7 @@ def _web_closed_loop(endpoint: Endpoint, concurrency: int, duration_s: float) ->
 
 def start_stack(state_dir: Path, **spec: object) -> Stack:
     """A mesh on free ports for measuring: no page, no Prometheus; `spec` overrides the rest."""
-    ports = Ports(gateway=free_port(), page=free_port(), prometheus=free_port(), envoy_admin=free_port(),
-                  envoy_stats=free_port())
+    ports = Ports(**{name: free_port() for name in vars(Ports())})
     stack = Stack(StackSpec(**{"state_dir": state_dir, "ports": ports, "with_prometheus": False, "with_page": False,
                                "auto_service_ports": True, **spec}),
                   echo=lambda line: print(line, file=sys.stderr))

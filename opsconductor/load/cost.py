@@ -15,11 +15,19 @@ from pathlib import Path
 from opsconductor.identity.spec import TlsSpec
 from opsconductor.load import h2load
 from opsconductor.load.bench import Bench, start_stack
+from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT
 from opsconductor.stack.spec import version_of
+from opsconductor.stack.traces import TraceSpec
 
 # feature -> variant label -> StackSpec overrides. The first variant is the baseline.
 FEATURES: dict[str, dict[str, dict[str, object]]] = {
     "telemetry": {"off": {"service_env": {"TELEMETRY": "off"}}, "on": {}},
+    # Spans from every hop into the embedded trace store (whose CPU counts too): none at all,
+    # the gateway's default sampling rate, and every call traced.
+    "tracing": {"off": {"traces": TraceSpec(sample_percent=None)},
+                f"{DEFAULT_SAMPLE_PERCENT:g} % (default)": {},
+                "10 %": {"traces": TraceSpec(sample_percent=10.0)},
+                "100 %": {"traces": TraceSpec(sample_percent=100.0)}},
     # mTLS on every internal hop (Envoy → automation → pipeline, and the scrapes) against the
     # same stack in plaintext; the gateway's edge is plaintext in both, as locally by default.
     "mtls": {"off": {"tls": TlsSpec(mesh=False)}, "on": {}},
@@ -89,11 +97,11 @@ def table(report: dict) -> str:
     base = next(iter(variants.values()))
     lines = [f"\n{report['feature']}: steady {report['rate']:g} calls/s through the gateway, "
              f"{report['duration_s']:g} s × {report['rounds']} rounds per variant (medians)",
-             f"{'variant':14} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/call':>12} "
+             f"{'variant':16} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/call':>12} "
              f"{'vs ' + next(iter(variants)):>10}"]
     for label, v in variants.items():
         delta = (v["cpu_us_per_call"] / base["cpu_us_per_call"] - 1) * 100 if base["cpu_us_per_call"] else 0.0
-        lines.append(f"{label:14} {v['rps']:>8.0f} {v['p50_ms']:>8.2f} {v['p99_ms']:>8.2f} "
+        lines.append(f"{label:16} {v['rps']:>8.0f} {v['p50_ms']:>8.2f} {v['p99_ms']:>8.2f} "
                      f"{v['cpu_us_per_call']:>12.0f} {delta:>+9.1f}%")
     if not all(v["verified"] for v in variants.values()):
         lines.append("  some replies were not OK by the server's own count: see the JSON")

@@ -4,8 +4,8 @@ and a Prometheus query; each check says exactly what it found or what failed."""
 
 from __future__ import annotations
 
+import secrets
 import ssl
-import time
 import urllib.request
 
 import grpc
@@ -75,11 +75,12 @@ def _expect_200(url: str) -> str:
 
 
 def _echo_native(env: environments.Environment) -> str:
-    trace_id = f"smoke-{int(time.time() * 1000)}"
+    # The trace is named by a W3C traceparent, and its id must come back in the reply.
+    trace_id = secrets.token_hex(16)
     with grpc.insecure_channel(env.gateway) as channel:
         reply = automation_pb2_grpc.AutomationServiceStub(channel).Execute(
-            automation_pb2.ExecuteRequest(input="ping", tool="echo", trace_id=trace_id), timeout=10,
-            metadata=auth.metadata())
+            automation_pb2.ExecuteRequest(input="ping", tool="echo"), timeout=10,
+            metadata=(*auth.metadata(), ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")))
     assert reply.output == "pong" and reply.success, f"got output {reply.output!r}"
     assert reply.trace_id == trace_id, f"trace id {reply.trace_id!r} came back for {trace_id!r}"
     return f"pong from {reply.pool}/{reply.instance} in {reply.duration_ms:.1f} ms, trace id kept"

@@ -5,7 +5,9 @@ who holds a port that is taken."""
 from __future__ import annotations
 
 import errno
+import random
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -37,6 +39,10 @@ class Ports:
     prometheus: int = 9090
     envoy_admin: int = 9901
     envoy_stats: int = 9902
+    # The local trace store: OTLP/gRPC in (the standard port), its query API, its metrics.
+    traces_otlp: int = 4317
+    traces_query: int = 3210  # not 3200: compose publishes Grafana there
+    traces_metrics: int = 9095  # 9093 and 9094 are the services' health ports in containers
 
 
 LOCAL_PORTS = Ports()
@@ -46,6 +52,9 @@ PORT_LABELS = {
     "prometheus": "Prometheus",
     "envoy_admin": "Envoy admin (loopback only)",
     "envoy_stats": "Envoy Prometheus stats listener (`/stats/prometheus` only)",
+    "traces_otlp": "trace store, OTLP/gRPC receiver (not with `--otlp-endpoint` or `--trace-sample off`)",
+    "traces_query": "trace store, query API (`opsconductor trace`, the page's waterfalls)",
+    "traces_metrics": "trace store `/metrics`",
 }
 
 # Inside a container or pod (compose, Kubernetes) every service listens on the standalone
@@ -105,20 +114,78 @@ def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> 
         uses[port] = use
 
 
-_HANDED_OUT: set[int] = set()
+# Free ports are chosen from here up to the kernel's ephemeral range: above every port of the
+# table, and out of reach of the kernel's own choices.
+FREE_PORTS_FROM = 20_000
+_scan: dict[str, int] = {}  # the next port to try (one scan per process)
+_handed_out: set[int] = set()  # every port this process handed out, never handed out again
+_lock = threading.Lock()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out (bind to 0, then release), never one this process
-    handed out before: a stack or a test asks for many at once, and a released port that the
-    kernel offers again would go to two listeners."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+    """A port nothing uses now, for a listener this process or its child binds a moment later,
+    and never one this process handed out before (a stack or a test asks for many at once, and
+    a port released and offered again would go to two listeners).
+
+    Chosen below the kernel's ephemeral range, not by binding to port 0: outgoing connections
+    take their local ports from that range, and so does every other program's bind to 0, and on
+    a busy machine one of them took a port between its choice and the bind that followed. Ports
+    are tried in increasing order from a random start."""
+    low = _ephemeral_low()
+    span = low - FREE_PORTS_FROM
+    with _lock:
+        if span >= 1000:  # an unusual range leaves the choice to the kernel
+            port = _scan.setdefault("next", random.randrange(FREE_PORTS_FROM, low))
+            for _ in range(span):
+                _scan["next"] = FREE_PORTS_FROM + (port + 1 - FREE_PORTS_FROM) % span
+                if port not in _handed_out and _bindable(host, port):
+                    _handed_out.add(port)
+                    return port
+                port = _scan["next"]
+        while True:
+            port = _kernel_port(host)
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports free now, from the same range as free_port and
+    under the same rule: none of them handed out before, and none handed out again."""
+    low = _ephemeral_low()
+    high = low if low - FREE_PORTS_FROM >= 1000 else HIGHEST_PORT  # an unusual range: anywhere above
+    with _lock:
+        for _ in range(200):
+            base = random.randrange(FREE_PORTS_FROM, high - count)
+            block = range(base, base + count)
+            if _handed_out.isdisjoint(block) and all(_bindable(host, port) for port in block):
+                _handed_out.update(block)
+                return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports_range:
+            return int(ports_range.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    # Without SO_REUSEADDR: a port with connections lingering in TIME_WAIT is passed over too.
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def free_replica_ports() -> dict[str, int]:

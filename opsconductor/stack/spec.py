@@ -11,6 +11,7 @@ from pathlib import Path
 from opsconductor.identity.spec import TlsSpec
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.ports import Ports, check_layout, replica_ports
+from opsconductor.stack.traces import TraceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +78,7 @@ class StackSpec:
     auto_service_ports: bool = False  # free ports for the services instead of the port table
     base_ports: dict[str, int] = field(default_factory=dict)  # pool -> its replicas' first port
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    traces: TraceSpec = TraceSpec()  # sampling, and the local store or a real backend
     tls: TlsSpec = TlsSpec()  # mTLS inside the mesh (on), TLS at the edge (off)
 
     def __post_init__(self) -> None:

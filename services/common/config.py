@@ -50,6 +50,7 @@ class CommonConfig:
     telemetry: bool  # TELEMETRY: "off" drops per-call metrics and logs (to measure their cost)
     max_concurrent_rpcs: int  # MAX_CONCURRENT_RPCS: calls served at once; the excess is refused
     max_open_streams: int  # MAX_OPEN_STREAMS: health Watch and reflection streams open at once
+    tracing: TracingConfig  # the standard OTEL_* variables (see TracingConfig)
     tls: TlsConfig | None = None  # TLS_*: mTLS on every port but the health port; None = plaintext
 
 
@@ -184,6 +185,7 @@ def _common(env: Mapping[str, str], service: str, grpc_addr: str) -> CommonConfi
                                         high=100_000, integer=True)),
         max_open_streams=int(_number(env, "MAX_OPEN_STREAMS", DEFAULT_MAX_OPEN_STREAMS, low=1, high=100_000,
                                      integer=True)),
+        tracing=tracing_config(env, service),
         tls=_tls(env, pool, service),
     )
 
@@ -296,3 +298,101 @@ def _allowlist(raw: str) -> tuple[str, ...]:
             except ValueError:
                 raise ConfigError(f"TOOL_ALLOWLIST: {entry!r} is not a valid address or network") from None
     return entries
+
+
+# --- tracing: the standard OpenTelemetry variables, read here rather than by the SDK itself so
+# a bad value stops the service at start with one line, like every other setting.
+
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+            "parentbased_traceidratio")
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry spans of a service and where they go."""
+
+    enabled: bool  # OTEL_SDK_DISABLED=true turns spans off altogether (trace ids still travel)
+    service_name: str  # OTEL_SERVICE_NAME, default the service's own name
+    endpoint: str  # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT; "" exports nothing
+    sampler: str  # OTEL_TRACES_SAMPLER, default parentbased_always_on: the caller's (gateway's) decision
+    sampler_arg: float  # OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers (0-1)
+    max_queue_size: int  # OTEL_BSP_MAX_QUEUE_SIZE: spans waiting for export; beyond it they are dropped
+    max_export_batch_size: int  # OTEL_BSP_MAX_EXPORT_BATCH_SIZE
+    schedule_delay_ms: int  # OTEL_BSP_SCHEDULE_DELAY: longest a finished span waits before export
+    export_timeout_ms: int  # OTEL_EXPORTER_OTLP_TRACES_TIMEOUT / OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds)
+
+    @property
+    def exporting(self) -> bool:
+        return self.enabled and bool(self.endpoint)
+
+
+def tracing_config(env: Mapping[str, str] = os.environ, service: str = "") -> TracingConfig:
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"OTEL_TRACES_SAMPLER must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
+    if exporter not in ("otlp", "none"):
+        raise ConfigError(f"OTEL_TRACES_EXPORTER must be otlp or none, not {exporter!r}")
+    endpoint = _otlp_endpoint(env) if exporter == "otlp" else ""
+    queue = int(_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, low=1, high=1_000_000, integer=True))
+    batch = int(_number(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", min(512, queue), low=1, high=queue, integer=True))
+    timeout_name = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" if env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") else (
+        "OTEL_EXPORTER_OTLP_TIMEOUT")
+    return TracingConfig(
+        enabled=not _flag(env, "OTEL_SDK_DISABLED", False),
+        service_name=env.get("OTEL_SERVICE_NAME", "").strip() or service,
+        endpoint=endpoint,
+        sampler=sampler,
+        sampler_arg=_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, low=0, high=1),
+        max_queue_size=queue,
+        max_export_batch_size=batch,
+        schedule_delay_ms=int(_number(env, "OTEL_BSP_SCHEDULE_DELAY", 5000, low=1, high=600_000, integer=True)),
+        export_timeout_ms=int(_number(env, timeout_name, 10_000, low=1, high=600_000, integer=True)),
+    )
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str:
+    """http://host:port (plaintext) or https://host:port; a bare host:port means plaintext."""
+    name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") else (
+        "OTEL_EXPORTER_OTLP_ENDPOINT")
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ""
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        scheme, rest = "http", raw
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"{name} must be http://HOST:PORT or https://HOST:PORT, not {raw!r}")
+    try:
+        split_address(rest.rstrip("/"))
+    except ConfigError:
+        raise ConfigError(f"{name} must be http://HOST:PORT or https://HOST:PORT, not {raw!r}") from None
+    return f"{scheme}://{rest.rstrip('/')}"
+
+
+@dataclass(frozen=True)
+class TracesConfig:
+    """The local trace store: an OTLP/gRPC receiver keeping recent spans in SQLite."""
+
+    common: CommonConfig
+    grpc_addr: str  # TRACES_GRPC_ADDR: where spans arrive (OTLP/gRPC)
+    query_addr: str  # TRACES_QUERY_ADDR: the HTTP API answering by trace id and listing the slowest
+    metrics_addr: str  # TRACES_METRICS_ADDR
+    database: str  # TRACES_DB: the SQLite file (":memory:" keeps spans in memory only)
+    max_spans: int  # TRACES_MAX_SPANS: the oldest spans go beyond this many
+    max_age_s: float  # TRACES_MAX_AGE_S: spans older than this go
+
+
+def traces_config(env: Mapping[str, str] = os.environ) -> TracesConfig:
+    grpc_addr = _address(env, "TRACES_GRPC_ADDR", "127.0.0.1:4317")
+    # The store never traces itself: its own spans would come back to it as more spans.
+    common = _common({**env, "OTEL_SDK_DISABLED": "true"}, "traces", grpc_addr)
+    return TracesConfig(
+        common=common,
+        grpc_addr=grpc_addr,
+        query_addr=_address(env, "TRACES_QUERY_ADDR", "127.0.0.1:3210"),
+        metrics_addr=_address(env, "TRACES_METRICS_ADDR", "127.0.0.1:9095"),
+        database=env.get("TRACES_DB", "").strip() or ":memory:",
+        max_spans=int(_number(env, "TRACES_MAX_SPANS", 100_000, low=100, high=10_000_000, integer=True)),
+        max_age_s=_number(env, "TRACES_MAX_AGE_S", 3600.0, low=1, high=30 * 86400),
+    )

@@ -79,8 +79,9 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             return _UNDECODABLE
 
     async def refuse(marker: _Marker, context: grpc.aio.ServicerContext) -> None:
-        trace_id = tracing.from_metadata(context.invocation_metadata() or ()) or tracing.new_trace_id()
-        _LOGGER.info("malformed request", extra={"method": method, "problem": marker.problem, "trace_id": trace_id})
+        trace_id, _ = tracing.resolve("", context.invocation_metadata() or ())
+        tracing.record_failure("VALIDATION_ERROR", f"malformed request: it {marker.problem}")
+        _LOGGER.info("malformed request", extra={"method": method, "problem": marker.problem})
         try:
             await status.abort(context, status.rich_status(
                 grpc.StatusCode.INVALID_ARGUMENT, f"the request to {method} {marker.problem}",

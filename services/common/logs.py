@@ -24,12 +24,16 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 
 
 class _TraceIdFilter(logging.Filter):
-    """Adds the trace id of the call being served (if any) to every record."""
+    """Adds the trace id of the call being served (if any) to every record, and the caller's own
+    id when it sent one that differs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        trace_id = tracing.current_trace_id.get()
+        trace_id = tracing.log_trace_id()
         if trace_id and not hasattr(record, "trace_id"):
             record.trace_id = trace_id
+        caller = tracing.current_caller_trace_id.get()
+        if caller and not hasattr(record, "caller_trace_id"):
+            record.caller_trace_id = caller
         return True
 
 

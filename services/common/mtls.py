@@ -80,7 +80,7 @@ class CallerAuthorization(WrappingInterceptor):
 
 
 async def _refuse(context: grpc.aio.ServicerContext, identity: str, service: str) -> None:
-    trace_id = tracing.from_metadata(context.invocation_metadata() or ()) or tracing.new_trace_id()
+    trace_id, _ = tracing.resolve("", context.invocation_metadata() or ())
     if identity:
         code, reason = grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED"
         message = f"caller {identity} may not call {service}"
@@ -91,5 +91,6 @@ async def _refuse(context: grpc.aio.ServicerContext, identity: str, service: str
         code, reason = grpc.StatusCode.UNAUTHENTICATED, "NO_IDENTITY"
         message = (f"the caller's certificate names no spiffe://{spiffe.TRUST_DOMAIN}/ identity "
                    f"(its names: {names or 'none'})")
-    _LOGGER.warning("caller refused", extra={"caller": identity, "service": service, "trace_id": trace_id})
+    tracing.record_failure(reason, message)
+    _LOGGER.warning("caller refused", extra={"caller": identity, "service": service})
     await status.abort(context, status.rich_status(code, message, reason, trace_id))

@@ -15,6 +15,7 @@ AUTOMATION_METHODS = tuple(method.name for method in _AUTOMATION.methods)
 PIPELINE_METHODS = tuple(method.name for method in _PIPELINE.methods)
 AUTOMATION_EXECUTE = f"/{AUTOMATION_SERVICE}/{_AUTOMATION.methods_by_name['Execute'].name}"
 PIPELINE_EXECUTE = f"/{PIPELINE_SERVICE}/{_PIPELINE.methods_by_name['Execute'].name}"
+PIPELINE_LIST_TOOLS = f"/{PIPELINE_SERVICE}/{_PIPELINE.methods_by_name['ListTools'].name}"
 
 # A pool is one version of both services; stable and canary run side by side.
 POOLS = ("stable", "canary")

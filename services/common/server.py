@@ -22,6 +22,7 @@ from services.common.certificates import CertificateError
 from services.common.config import CommonConfig, ConfigError
 from services.common.decoding import RequestDecoding, UnaryFraming
 from services.common.metrics import ServerMetrics, build_info
+from services.common.spans import ServiceIdentity, Tracing
 from services.common.transport import Transport
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Runtime:
     registry: CollectorRegistry
     spec: ServiceSpec
     transport: Transport
+    tracing: Tracing | None = None  # None when OTEL_SDK_DISABLED: no spans, trace ids only
 
     async def set_ready(self, ready: bool) -> None:
         await self.health.set(self.spec.grpc_service, SERVING if ready else NOT_SERVING)
@@ -156,6 +158,13 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         server_metrics = ServerMetrics(registry)
         server_metrics.precreate(spec.grpc_service, spec.methods)
         interceptors.append(server_metrics)
+    tracing = None
+    if spec.common.tracing.enabled:
+        tracing = Tracing(spec.common.tracing, ServiceIdentity(spec.name, spec.common.version, spec.common.instance,
+                                                               spec.common.pool), registry)
+        # Inside the metrics, outside the caller checks and the decoding: a call refused for
+        # its caller's identity or its undecodable request still gets its span, with that status.
+        interceptors.append(tracing.server_interceptor())
     transport = Transport(spec.common.tls, registry)
     # Inside the metrics interceptor, so calls refused for their caller's identity, refused
     # streams and malformed requests are all counted.
@@ -170,7 +179,7 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
         (spec.grpc_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    runtime = Runtime(server, health, registry, spec, transport)
+    runtime = Runtime(server, health, registry, spec, transport, tracing)
     await runtime.set_ready(False)
     release = await setup(runtime)
 
@@ -204,6 +213,8 @@ async def _serve(spec: ServiceSpec, setup: Setup) -> int:
     await transport.stop()
     await release()
     await _let_cancelled_calls_finish()
+    if tracing is not None:
+        await asyncio.to_thread(tracing.shutdown)
     _LOGGER.info("stopped")
     return 0
 

@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"listen HOST:PORT (PAGE_ADDR, default {DEFAULT_ADDR})")
     parser.add_argument("--gateway-url", default=os.environ.get("GATEWAY_URL", DEFAULT_GATEWAY_URL),
                         help=f"gateway URL the page calls (GATEWAY_URL, default {DEFAULT_GATEWAY_URL})")
+    parser.add_argument("--traces-url", default=os.environ.get("TRACES_URL", ""),
+                        help="the trace store's query API (TRACES_URL); when set the page shows each run's waterfall")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="LOG_LEVEL, default INFO")
     parser.add_argument("--prometheus-url", help="Prometheus the mesh view reads, read-only (PROMETHEUS_URL)")
     parser.add_argument("--rollout-file", help="state file of a running canary rollout (ROLLOUT_STATE_FILE)")
@@ -226,7 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         host, port = _split_addr(args.addr)
-        serve(args.directory, host, port, {"gatewayUrl": args.gateway_url}, _mesh_apis(args))
+        config: dict[str, Any] = {"gatewayUrl": args.gateway_url, "traces": bool(args.traces_url)}
+        apis = _mesh_apis(args)
+        if args.traces_url and not args.traces_url.startswith(("http://", "https://")):
+            raise ValueError(f"--traces-url must be an http:// or https:// URL, got {args.traces_url!r}")
+        if args.traces_url:
+            from services.page import traces  # imports this module: only once it is loaded
+
+            apis[traces.PREFIX] = traces.trace_route(args.traces_url)
+        serve(args.directory, host, port, config, apis)
     except (ValueError, FileNotFoundError) as error:
         print(f"page: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 is resolved once (resolver.py) and every address checked against the allowlist and the mesh's
 own ports; the tool then connects to exactly those addresses, never to a name that something
 else would resolve again. (A check on the name followed by a second lookup in a client library
-is the DNS-rebinding hole: the second answer is whatever DNS says then.) Plain Python."""
+is the DNS-rebinding hole: the second answer is whatever DNS says then.) Plain Python; the
+destination it checked goes on the tool's span, if one records."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from opentelemetry import trace
 
 from services.common.errors import DestinationDeniedError, ValidationError
 from services.common.messages import quoted
@@ -74,20 +77,34 @@ class Egress:
         DestinationDeniedError for a name not listed, LookupFailed when it does not resolve."""
         if host.address is not None:
             return (host.address,)
-        self._check_name(host)
+        try:
+            self._check_name(host)
+        except DestinationDeniedError:
+            _note(host, None, (), allowed=False)
+            raise
+        _note(host, None, (), allowed=True)
         return await self._resolve(host, timeout_s)
 
     async def destination(self, host: Host, port: int, timeout_s: float) -> Destination:
         """The addresses a tool may connect to for `host`:`port`; raises DestinationDeniedError
         when there are none, LookupFailed when a listed name does not resolve."""
+        try:
+            addresses = await self._addresses(host, port, timeout_s)
+        except DestinationDeniedError:
+            _note(host, port, (), allowed=False)
+            raise
+        _note(host, port, addresses, allowed=True)
+        return Destination(host, port, addresses)
+
+    async def _addresses(self, host: Host, port: int, timeout_s: float) -> tuple[IPAddress, ...]:
         if port in self.mesh_ports:
             raise DestinationDeniedError(
-                f"port {port} is one of the mesh's own ports (gateway, admin, metrics, Prometheus); "
+                f"port {port} is one of the mesh's own ports (gateway, admin, metrics, Prometheus, traces); "
                 "tools never reach them", destination=f"{host.text}:{port}")
         if host.address is not None:
             if not self.allowlist.allows_address(host.address, from_name=False):
                 raise _denied(host)
-            return Destination(host, port, (host.address,))
+            return (host.address,)
         self._check_name(host)
         addresses = tuple(address for address in await self._resolve(host, timeout_s)
                           if self.allowlist.allows_address(address, from_name=True))
@@ -96,7 +113,7 @@ class Egress:
             raise DestinationDeniedError(
                 f"destination {quoted(host.text, 100)} resolves only to addresses outside the allowlist "
                 "(TOOL_ALLOWLIST)", destination=host.text)
-        return Destination(host, port, addresses)
+        return addresses
 
     def _check_name(self, host: Host) -> None:
         if host.name is None or not self.allowlist.allows_name(host.name):
@@ -107,6 +124,20 @@ class Egress:
         if self._resolver is None:
             raise LookupFailed("name resolution is not available")
         return await self._resolver.resolve(host.name, timeout_s)
+
+
+def _note(host: Host, port: int | None, addresses: tuple[IPAddress, ...], *, allowed: bool) -> None:
+    """The destination as checked, on the current span: the host as the caller wrote it, the
+    port, the verdict and the addresses the tool may connect to (never a URL, which may carry
+    credentials, nor the addresses of a refused name, which may be internal ones)."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    span.set_attributes({"server.address": host.text[:100], "opsconductor.destination.allowed": allowed})
+    if port is not None:
+        span.set_attribute("server.port", port)
+    if addresses:
+        span.set_attribute("opsconductor.destination.addresses", [str(address) for address in addresses[:8]])
 
 
 def _denied(host: Host) -> DestinationDeniedError:

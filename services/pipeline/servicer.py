@@ -7,6 +7,7 @@ import logging
 import time
 
 import grpc
+from opentelemetry import trace
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from services.common import status, tracing
@@ -19,6 +20,7 @@ from services.pipeline.selector import NoMatch
 from services.pipeline.tools import Tool
 
 _LOGGER = logging.getLogger(__name__)
+_TRACER = trace.get_tracer(__name__)
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
@@ -32,26 +34,28 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
 
     async def Execute(self, request: pipeline_pb2.ExecuteRequest, context: grpc.aio.ServicerContext):
         start = time.perf_counter()
-        trace_id = request.trace_id or tracing.from_metadata(context.invocation_metadata()) or tracing.new_trace_id()
-        tracing.current_trace_id.set(trace_id)
+        trace_id, _ = tracing.resolve(request.trace_id, context.invocation_metadata() or ())
         context.set_trailing_metadata(((status.TRACE_ID_KEY, trace_id),))
         plan: Plan | None = None
         try:
-            if not tracing.is_valid(trace_id):
+            if request.trace_id and not tracing.is_valid(request.trace_id):
                 raise ValidationError("trace_id must be 1-64 characters of [A-Za-z0-9._-]", field="trace_id")
             check_execute(request.input, request.tool, request.platform, request.arguments)
             await self._faults.apply()
-            plan = self._plan(request)
-            output = await self._runner.run(plan, request.input, request.arguments, context.time_remaining())
+            plan = self._traced_plan(request)
+            output = await self._traced_run(plan, request, context.time_remaining())
         except MeshError as error:
+            tracing.record_failure(error.reason, error.message)
             self._finished(plan, "refused" if isinstance(error, OverloadedError) else "error", start, error.reason)
             await status.abort(context, status.status_for(error, trace_id))
         except asyncio.CancelledError:
             # The caller cancelled or its deadline passed: the tool has stopped with the call.
+            tracing.record_failure("CANCELLED", "the caller cancelled the call")
             self._finished(plan, "cancelled", start, "CANCELLED")
             raise
         except Exception:
             _LOGGER.exception("tool failed unexpectedly", extra={"tool": plan.tool.name if plan else ""})
+            tracing.record_failure("INTERNAL_ERROR")
             self._finished(plan, "error", start, "INTERNAL_ERROR")
             await status.abort(context, status.rich_status(
                 grpc.StatusCode.INTERNAL, f"internal error in the pipeline (trace id {trace_id})",
@@ -64,6 +68,53 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     async def ListTools(self, request: pipeline_pb2.ListToolsRequest, context: grpc.aio.ServicerContext):
         tools = [tool for tool in self._runner.catalogue if not request.platform or request.platform in tool.platforms]
         return pipeline_pb2.ListToolsResponse(tools=[_tool_message(tool) for tool in tools])
+
+    def _traced_plan(self, request: pipeline_pb2.ExecuteRequest) -> Plan:
+        """Chooses the tool in a span of its own: how it was chosen and whether from the cache.
+        (A call whose trace is not sampled gets no spans: they would only cost.)"""
+        if not trace.get_current_span().is_recording():
+            return self._plan(request)
+        with _TRACER.start_as_current_span("select tool", record_exception=False,
+                                           set_status_on_exception=False) as span:
+            try:
+                plan = self._plan(request)
+            except MeshError as error:
+                tracing.record_failure(error.reason)
+                raise
+            if span.is_recording():
+                span.set_attributes({"opsconductor.tool": plan.tool.name, "opsconductor.selection": plan.how})
+                if plan.selection is not None:
+                    span.set_attributes({"opsconductor.selector.cached": plan.selection.cached,
+                                         "opsconductor.selector.score": plan.selection.score})
+            return plan
+
+    async def _traced_run(self, plan: Plan, request: pipeline_pb2.ExecuteRequest, time_left_s: float | None) -> str:
+        """Runs the tool in a span naming it and its outcome; a network tool adds the destination
+        it checked (see Allowlist.check). Neither the input nor the output goes on the span."""
+        if not trace.get_current_span().is_recording():
+            return await self._runner.run(plan, request.input, request.arguments, time_left_s)
+        with _TRACER.start_as_current_span(f"run {plan.tool.name}", record_exception=False,
+                                           set_status_on_exception=False,
+                                           attributes={"opsconductor.tool": plan.tool.name}) as span:
+            outcome = "error"
+            try:
+                output = await self._runner.run(plan, request.input, request.arguments, time_left_s)
+                outcome = "ok"
+                return output
+            except MeshError as error:
+                # A tool that waits and found its lane full never ran: "refused", as its metric says.
+                outcome = "refused" if isinstance(error, OverloadedError) else "error"
+                tracing.record_failure(error.reason)
+                raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                tracing.record_failure("CANCELLED")
+                raise
+            except Exception:
+                tracing.record_failure("INTERNAL_ERROR")
+                raise
+            finally:
+                span.set_attribute("opsconductor.outcome", outcome)
 
     def _plan(self, request: pipeline_pb2.ExecuteRequest) -> Plan:
         metrics = self._metrics

@@ -24,11 +24,12 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FIGURES: dict[str, dict] = {}
 
-# component, signal: a stable replica of two, the only canary replica, the gateway, the page, Prometheus.
+# component, signal: a stable replica of two, the only canary replica, the gateway, the page,
+# Prometheus, the trace store.
 KILLS = [("stable-1-automation", signal.SIGKILL), ("stable-1-pipeline", signal.SIGKILL),
          ("canary-1-automation", signal.SIGKILL), ("canary-1-pipeline", signal.SIGKILL),
          ("envoy", signal.SIGKILL), ("page", signal.SIGKILL), ("prometheus", signal.SIGKILL),
-         ("canary-1-pipeline", signal.SIGTERM), ("envoy", signal.SIGTERM)]
+         ("traces", signal.SIGKILL), ("canary-1-pipeline", signal.SIGTERM), ("envoy", signal.SIGTERM)]
 
 
 @pytest.fixture(scope="module")

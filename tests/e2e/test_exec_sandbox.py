@@ -12,6 +12,7 @@ browser is ever downloaded. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import re
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -154,6 +155,53 @@ def test_ping_shows_pong_and_the_trace_id_the_server_returned(sandbox: Sandbox, 
     sandbox.assert_healthy()
 
 
+def test_each_run_shows_the_timeline_of_its_call(sandbox: Sandbox, mesh_stack: MeshStack) -> None:
+    page = sandbox.page
+    lookups: list[tuple[str, int]] = []
+    page.on("response", lambda r: lookups.append((r.url, r.status)) if "/api/traces/" in r.url else None)
+    sandbox.choose_tool("tcp_check")
+    # An open port of the test's own: every port of the stack is refused to the tools.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        page.get_by_label("Input", exact=True).fill(f"127.0.0.1:{listener.getsockname()[1]}")
+        with page.expect_request(lambda r: r.url.endswith(EXECUTE_PATH)) as sent:
+            assert sandbox.run() == "done"
+    traceparent = sent.value.all_headers()["traceparent"]
+    trace_id = page.locator("#trace-id").inner_text()
+    assert re.fullmatch(rf"00-{trace_id}-[0-9a-f]{{16}}-01", traceparent)  # the page forces its runs' traces
+
+    timeline = page.locator("#waterfall")
+    expect(timeline).to_have_attribute("data-settled", "true", timeout=15_000)
+    expect(timeline).to_have_attribute("data-state", "shown")
+    # Fetched through the page's own server: the browser never talks to the store.
+    assert (f"{mesh_stack.page_url}/api/traces/{trace_id}", 200) in lookups, lookups
+    expect(timeline).to_have_attribute("data-trace-id", trace_id)
+    rows = timeline.locator(".span-row")
+    services = [rows.nth(i).get_attribute("data-service") for i in range(rows.count())]
+    assert services[:2] == ["gateway", "gateway"] and {"automation", "pipeline"} <= set(services)
+    depths = [int(rows.nth(i).get_attribute("data-depth") or "0") for i in range(rows.count())]
+    assert depths[0] == 0 and max(depths) >= 4
+    expect(timeline.locator(".span-row[data-slowest=true]")).to_have_count(1)
+    expect(timeline.locator(".span-row", has_text="run tcp_check")).to_have_count(1)
+    # Bars to scale: the gateway's spans the whole track, the tool's a small part of it.
+    track = rows.nth(0).locator(".span-track").bounding_box()
+    gateway_bar = rows.nth(0).locator(".span-bar").bounding_box()
+    tool_bar = timeline.locator(".span-row", has_text="run tcp_check").locator(".span-bar").bounding_box()
+    assert track and gateway_bar and tool_bar
+    assert gateway_bar["width"] >= 0.95 * track["width"] and tool_bar["width"] < 0.9 * gateway_bar["width"]
+    assert tool_bar["x"] > gateway_bar["x"]
+    expect(timeline.locator("#waterfall-summary")).to_contain_text("spans from automation, gateway, pipeline")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "exec-sandbox-timeline.png"), full_page=True)
+
+    # A link with ?trace= opens that trace's timeline (the mesh view links exemplars there).
+    linked = page.context.new_page()
+    linked.goto(f"{mesh_stack.page_url}/?trace={trace_id}")
+    expect(linked.locator("#waterfall")).to_have_attribute("data-state", "shown", timeout=15_000)
+    expect(linked.locator("#waterfall")).to_have_attribute("data-trace-id", trace_id)
+    expect(linked.locator("#waterfall .span-row")).to_have_count(rows.count())
+    sandbox.assert_healthy()
+
+
 def test_unknown_tool_gives_a_friendly_message_and_recent_runs_recall(sandbox: Sandbox) -> None:
     page = sandbox.page
     page.get_by_label("Input", exact=True).fill("ping")
@@ -222,6 +270,8 @@ def test_narrow_screen_has_no_sideways_scroll(browser: Browser, mesh_stack: Mesh
         page.get_by_label("Input", exact=True).fill("ping")
         page.get_by_role("button", name="Execute", exact=True).click()
         expect(page.locator("#result")).to_have_attribute("data-state", "done", timeout=15_000)
+        # The run's timeline too fits the width (each span on two lines).
+        expect(page.locator("#waterfall")).to_have_attribute("data-settled", "true", timeout=15_000)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         # One column: the result sits below the request form, not beside it.
         form_box = page.locator("#run-form").bounding_box()

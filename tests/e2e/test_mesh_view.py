@@ -116,10 +116,13 @@ def test_every_chart_has_points_and_the_figures_are_prometheus_s(browser, mesh_s
         expect(unknown_tool.first).to_be_visible(timeout=20_000)
         expect(unknown_tool.first.locator("td").nth(2)).to_have_text("caller mistake")
         expect(unknown_tool.first.locator(".trace-id").first).to_be_visible(timeout=20_000)
-        ids = unknown_tool.locator(".trace-id").all_text_contents()
+        # `up` runs the trace store, so config.json says "traces": true and each id links to its
+        # timeline in the Exec Sandbox (shortened on screen, whole in its title and link).
+        links = unknown_tool.locator("a.trace-id")
+        ids = [links.nth(i).get_attribute("title") or "" for i in range(links.count())]
         assert ids and all(TRACE_ID.match(text) for text in ids), ids
-        # Without a trace store (config.json says nothing of traces) ids are shown, not linked.
-        assert page.locator("a.trace-id").count() == 0
+        assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [f"./?trace={i}" for i in ids]
+        assert unknown_tool.locator("code.trace-id").count() == 0
         expect(page.locator("#rollout-headline")).to_have_text("no rollout running")
         expect(page.locator("#tools li").first).not_to_have_text("no selections yet")
         for label in ("15 m", "1 h"):
@@ -127,6 +130,24 @@ def test_every_chart_has_points_and_the_figures_are_prometheus_s(browser, mesh_s
             expect(page.locator("#mesh")).to_have_attribute("data-range", label, timeout=10_000)
         _wait_all_charts_drawn(page)
         assert problems == []
+    finally:
+        page.close()
+
+
+def test_without_a_trace_store_ids_are_shown_not_linked(browser, mesh_stack, traffic) -> None:
+    # The page server of a stack without a store (`up --trace-sample off`, or compose's nginx)
+    # serves config.json without "traces": played here by answering that request differently.
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.route("**/config.json", lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps({"gatewayUrl": mesh_stack.gateway_url})))
+        page.goto(f"{mesh_stack.page_url}/mesh")
+        expect(page.locator("#mesh")).to_have_attribute("data-ready", "true", timeout=20_000)
+        unknown_tool = page.locator('#errors-body tr[data-reason="UNKNOWN_TOOL"]')
+        expect(unknown_tool.first.locator(".trace-id").first).to_be_visible(timeout=20_000)
+        ids = unknown_tool.locator(".trace-id").all_text_contents()
+        assert ids and all(TRACE_ID.match(text) for text in ids), ids
+        assert page.locator("a.trace-id").count() == 0
     finally:
         page.close()
 

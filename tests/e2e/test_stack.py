@@ -73,6 +73,11 @@ def test_status_reports_every_component_healthy(stack):
     assert envoy["state"] == "running" and envoy["healthy"] and envoy["ports"]["gateway"] == stack.ports["gateway"]
     assert envoy["version"] and envoy["uptime_s"] > 0 and envoy["restarts"] == 0 and envoy["essential"]
     assert report["weights"] == {"stable": 90, "canary": 10} and report["healthy"]
+    store = next(c for c in report["components"] if c["name"] == "traces")  # supervised like the rest
+    assert store["kind"] == "traces" and store["state"] == "running" and store["healthy"] and not store["essential"]
+    assert store["ports"] == {"otlp": stack.ports["traces-otlp"], "query": stack.ports["traces-query"],
+                              "metrics": stack.ports["traces-metrics"]}
+    assert report["endpoints"]["traces"] == stack.traces_url
     tail = json.loads(stack.cli("status", "canary-1-pipeline", "--logs", "2", "-o", "json").stdout)
     assert [c["name"] for c in tail["components"]] == ["canary-1-pipeline"]
     assert len(tail["components"][0]["last_lines"]) == 2  # it has logged "selector evaluated", "serving"

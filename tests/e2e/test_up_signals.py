@@ -4,6 +4,7 @@ from the same state directory never replays the previous run's logs."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -105,16 +106,18 @@ def test_closing_the_terminal_of_a_foreground_up_leaves_no_child(tmp_path):
 
 
 def test_a_sigkilled_supervisor_takes_every_child_with_it(tmp_path, built_page):
-    stack = start_stack(tmp_path)  # everything: both pools, Envoy, the page and Prometheus
+    stack = start_stack(tmp_path)  # everything: the trace store, both pools, Envoy, the page and Prometheus
     state = stack.state
+    supervisor = psutil.Process(state.supervisor_pid)
     children = [psutil.Process(info.pid) for info in state.components.values()]
-    assert {"envoy", "page", "prometheus"} <= set(state.components) and len(children) == 7
     try:
+        assert {"traces", "envoy", "page", "prometheus"} <= set(state.components) and len(children) == 8
         os.kill(state.supervisor_pid, signal.SIGKILL)
         wait_for(lambda: not alive(children), 10, "every child to die with the supervisor")
-    finally:
-        for child in alive(children):
-            child.kill()
+    finally:  # nothing left behind, also when an assertion failed before the kill
+        for process in alive([supervisor, *children]):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
     result = stack.cli("status")
     assert result.returncode == 5 and "ended without cleaning up" in result.stdout
     restarted = start_stack(tmp_path, *LEAN)  # the state directory is usable again at once

@@ -187,8 +187,9 @@ def test_grpcurl_lists_describes_and_calls_through_the_gateway(gateway):
 
 
 def test_grpc_web_call_over_http1_returns_the_reply_and_an_ok_trailer(gateway):
-    trace_id = f"web-{uuid.uuid4().hex[:12]}"
-    response, messages, trailers = grpc_web(gateway, PING, {"x-trace-id": trace_id,
+    # The trace is named by a W3C traceparent; the reply and the trailer carry its id.
+    trace_id = uuid.uuid4().hex
+    response, messages, trailers = grpc_web(gateway, PING, {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
                                                             "origin": ALLOWED_ORIGIN})
     assert response.status == 200
     assert response.getheader("content-type") == "application/grpc-web+proto"

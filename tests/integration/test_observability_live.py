@@ -8,6 +8,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -65,8 +66,11 @@ def traffic(mesh_stack) -> Iterator[Traffic]:
             pin = (("x-canary", "always" if seen.calls % 2 else "never"),)
             for fields in _CALLS:
                 seen.calls += 1
+                # Sampled, so each call's trace id may become an exemplar (unsampled calls add
+                # none: an exemplar names a trace a backend has).
+                traced = (("traceparent", f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"),)
                 try:
-                    seen.trace_ids.add(execute(stub, metadata=pin, **fields).trace_id)
+                    seen.trace_ids.add(execute(stub, metadata=pin + traced, **fields).trace_id)
                     code = "OK"
                 except grpc.RpcError as error:
                     code = error.code().name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 import signal
 import subprocess
 import time
@@ -54,20 +55,23 @@ def test_grpcurl_lists_and_describes_both_services_through_reflection(services):
     assert "map<string, string> arguments" in request.stdout
 
 
-def test_grpcurl_execute_ping_returns_pong_with_the_trace_id_sent(services):
-    result = grpcurl("-v", "-d", '{"input": "ping", "tool": "echo", "trace_id": "abc-123-def"}',
+def test_grpcurl_execute_ping_returns_pong_with_the_trace_id_of_the_traceparent_sent(services):
+    trace_id = uuid.uuid4().hex
+    result = grpcurl("-v", "-H", f"traceparent: 00-{trace_id}-00f067aa0ba902b7-01",
+                     "-d", '{"input": "ping", "tool": "echo", "trace_id": "abc-123-def"}',
                      services.automation_target, f"{AUTOMATION_SERVICE}/Execute")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
     assert body["success"] is True and body["output"] == "pong" and body["tool"] == "echo"
-    assert body["trace_id"] == "abc-123-def" and body["pool"] == "stable"
-    assert "x-trace-id: abc-123-def" in result.stdout  # trailing metadata
+    # The traceparent names the trace; the caller's own id does not rename it.
+    assert body["trace_id"] == trace_id and body["pool"] == "stable"
+    assert f"x-trace-id: {trace_id}" in result.stdout  # trailing metadata
 
 
-def test_grpcurl_trace_id_from_metadata_and_health_check_and_watch(services):
+def test_grpcurl_without_a_traceparent_gets_a_new_trace_and_health_check_and_watch(services):
     result = grpcurl("-H", "x-trace-id: from-header-1", "-d", '{"input": "ping"}',
                      services.automation_target, f"{AUTOMATION_SERVICE}/Execute")
-    assert json.loads(result.stdout)["trace_id"] == "from-header-1"
+    assert re.fullmatch(r"[0-9a-f]{32}", json.loads(result.stdout)["trace_id"])
     for service in ("", AUTOMATION_SERVICE):
         check = grpcurl("-d", json.dumps({"service": service}), services.automation_target,
                         "grpc.health.v1.Health/Check")
@@ -123,12 +127,20 @@ def test_error_rows_carry_status_error_info_and_trace_id(services, fields, code,
     assert "Traceback" not in error.details()
 
 
-def test_error_keeps_the_callers_trace_id(services):
+def test_an_error_reports_the_traces_id_and_logs_the_callers_beside_it(services):
+    trace_id = uuid.uuid4().hex
     channel, stub = automation_stub(services.automation_target)
     with channel, pytest.raises(grpc.RpcError) as caught:
-        execute(stub, input="ping", tool="no_such_tool", trace_id="keep-me.1")
-    assert trailing(caught.value, "x-trace-id") == "keep-me.1"
-    assert error_info(caught.value).metadata["trace_id"] == "keep-me.1"
+        execute(stub, input="ping", tool="no_such_tool", trace_id="keep-me.1",
+                metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),))
+    assert trailing(caught.value, "x-trace-id") == trace_id
+    assert error_info(caught.value).metadata["trace_id"] == trace_id
+
+    def logged() -> list[dict]:
+        return [json.loads(line) for line in services.automation.log_text().splitlines() if "keep-me.1" in line]
+
+    wait_for(logged, 5, "the automation to log the failed call")
+    assert logged()[0]["trace_id"] == trace_id and logged()[0]["caller_trace_id"] == "keep-me.1"
 
 
 def test_pipeline_slower_than_the_service_deadline_is_timeout(start_services):
@@ -193,13 +205,14 @@ def test_client_cancel_stops_the_tool(start_services):
     with channel:
         future = stub.Execute.future(
             __import__("opsconductor.automation.v1.automation_pb2", fromlist=["x"]).ExecuteRequest(
-                input="x", tool="delay", arguments={"ms": "20000"}, trace_id="cancel-me"), timeout=60)
+                input="x", tool="delay", arguments={"ms": "20000"}), timeout=60,
+            metadata=(("traceparent", f"00-{'c' * 32}-00f067aa0ba902b7-01"),))
         wait_for(lambda: metric(pair.pipeline_metrics, "grpc_server_started_total", grpc_method="Execute") >= 1,
                  10, "the pipeline to start the delay tool")
         future.cancel()
         wait_for(lambda: '"outcome": "cancelled"' in pair.pipeline.log_text(), 5, "the pipeline to cancel the tool")
     lines = [json.loads(line) for line in pair.pipeline.log_text().splitlines() if '"cancelled"' in line]
-    assert lines[0]["trace_id"] == "cancel-me" and lines[0]["tool"] == "delay"
+    assert lines[0]["trace_id"] == "c" * 32 and lines[0]["tool"] == "delay"
     assert metric(pair.pipeline_metrics, "pipeline_tool_runs_total", tool="delay", outcome="cancelled") == 1
 
 

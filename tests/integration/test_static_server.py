@@ -193,7 +193,8 @@ def test_command_serves_then_stops_cleanly_on_sigterm(dist: Path, tmp_path: Path
                 return False
 
         wait_for(healthy, 15, "the page server to answer /healthz")
-        assert json.loads(fetch(port, "/config.json")[2]) == {"gatewayUrl": "http://gw.example:3000"}
+        assert json.loads(fetch(port, "/config.json")[2]) == {"gatewayUrl": "http://gw.example:3000",
+                                                               "traces": False}
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:

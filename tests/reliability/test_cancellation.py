@@ -24,8 +24,14 @@ EXECUTE = AUTOMATION_EXECUTE
 PIN = ("x-canary", "never")
 
 
-def slow(trace_id: str, ms: int = 20_000) -> automation_pb2.ExecuteRequest:
-    return automation_pb2.ExecuteRequest(input="x", tool="delay", arguments={"ms": str(ms)}, trace_id=trace_id)
+def slow(ms: int = 20_000) -> automation_pb2.ExecuteRequest:
+    return automation_pb2.ExecuteRequest(input="x", tool="delay", arguments={"ms": str(ms)})
+
+
+def traced() -> tuple[str, tuple[str, str]]:
+    """A trace id of the test's making, and the W3C traceparent that names the call's trace."""
+    trace_id = uuid.uuid4().hex
+    return trace_id, ("traceparent", f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01")
 
 
 def cancelled_runs(pair: ServicePair) -> float:
@@ -58,42 +64,42 @@ def web_request(port: int, request: automation_pb2.ExecuteRequest, headers: dict
 
 
 def test_native_deadline_reaches_the_tool(mesh):
-    pair, trace_id = mesh.stable[0], f"deadline-{uuid.uuid4().hex[:12]}"
+    pair, (trace_id, parent) = mesh.stable[0], traced()
     before = cancelled_runs(pair)
     channel, stub = automation_stub(mesh.gateway.target)
     with channel, pytest.raises(grpc.RpcError) as caught:
-        stub.Execute(slow(trace_id), timeout=1.0, metadata=(PIN,))
+        stub.Execute(slow(), timeout=1.0, metadata=(PIN, parent))
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert_tool_cancelled(pair, trace_id, before)
 
 
 def test_grpc_web_deadline_reaches_the_tool(mesh):
-    pair, trace_id = mesh.stable[0], f"webdeadline-{uuid.uuid4().hex[:12]}"
+    pair, (trace_id, parent) = mesh.stable[0], traced()
     before = cancelled_runs(pair)
     # A browser client sends its deadline as grpc-timeout.
-    reply = grpcweb.call("127.0.0.1", mesh.gateway.settings.listen_port, EXECUTE, slow(trace_id).SerializeToString(),
-                         {"grpc-timeout": "1S", PIN[0]: PIN[1]})
+    reply = grpcweb.call("127.0.0.1", mesh.gateway.settings.listen_port, EXECUTE, slow().SerializeToString(),
+                         {"grpc-timeout": "1S", PIN[0]: PIN[1], parent[0]: parent[1]})
     assert reply.grpc_status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0], (reply.http_status, reply.grpc_message)
     assert_tool_cancelled(pair, trace_id, before)
 
 
 def test_native_client_cancel_reaches_the_tool(mesh):
-    pair, trace_id = mesh.stable[0], f"cancel-{uuid.uuid4().hex[:12]}"
+    pair, (trace_id, parent) = mesh.stable[0], traced()
     before = cancelled_runs(pair)
     channel, stub = automation_stub(mesh.gateway.target)
     with channel:
-        future = stub.Execute.future(slow(trace_id), timeout=60, metadata=(PIN,))
+        future = stub.Execute.future(slow(), timeout=60, metadata=(PIN, parent))
         wait_for(lambda: in_flight(pair.pipeline_metrics) >= 1, 10, "the tool to start")
         assert future.cancel()
         assert_tool_cancelled(pair, trace_id, before)
 
 
 def test_grpc_web_caller_closing_the_connection_cancels_the_tool(mesh):
-    pair, trace_id = mesh.stable[0], f"webcancel-{uuid.uuid4().hex[:12]}"
+    pair, (trace_id, parent) = mesh.stable[0], traced()
     before = cancelled_runs(pair)
     port = mesh.gateway.settings.listen_port
     # A browser tab closing (or AbortController) ends the HTTP/1.1 connection mid-call.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(web_request(port, slow(trace_id), {PIN[0]: PIN[1]}))
+        connection.sendall(web_request(port, slow(), {PIN[0]: PIN[1], parent[0]: parent[1]}))
         wait_for(lambda: in_flight(pair.pipeline_metrics) >= 1, 10, "the tool to start")
     assert_tool_cancelled(pair, trace_id, before)

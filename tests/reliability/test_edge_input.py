@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,14 +181,16 @@ def test_requests_that_end_before_a_whole_message_are_invalid_argument_at_once(p
 
 
 def test_undecodable_message_is_invalid_argument_with_error_info(mesh):
+    trace_id = uuid.uuid4().hex
     channel = grpc.insecure_channel(mesh.gateway.target)
     with channel:
         execute = channel.unary_unary(EXECUTE)  # bytes in, bytes out: no serializer in the way
         with pytest.raises(grpc.RpcError) as caught:
-            execute(b"\xff\xff\xff\xff\xff\x0a", timeout=5, metadata=(("x-trace-id", "undecodable-1"),))
+            execute(b"\xff\xff\xff\xff\xff\x0a", timeout=5,
+                    metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(caught.value)
-    assert info.reason == "VALIDATION_ERROR" and info.metadata["trace_id"] == "undecodable-1"
+    assert info.reason == "VALIDATION_ERROR" and info.metadata["trace_id"] == trace_id
 
 
 # --- content types ------------------------------------------------------------------------------

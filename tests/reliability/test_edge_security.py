@@ -283,7 +283,8 @@ def test_bearer_tokens_never_reach_a_log_file(stack, keys):
         for path in files():
             text = path.read_text(errors="replace")
             assert header_and_claims not in text and signature not in text, f"a token part is in {path}"
-    # The services themselves wrote lines for these calls (INFO, with the trace id).
+    # The services themselves wrote lines for these calls (INFO, with the trace's id and the
+    # caller's own x-trace-id beside it).
     automation_lines = [json.loads(line) for line in (logs / "stable-1-automation.log").read_text().splitlines()
                         if line.startswith("{") and '"trace_id"' in line]
-    assert any(line.get("trace_id") in trace_ids for line in automation_lines)
+    assert any(line.get("caller_trace_id") in trace_ids for line in automation_lines)

@@ -1,7 +1,7 @@
 """The tools cannot read the mesh's own control plane: under `opsconductor up` every port of
-the stack (gateway, Envoy admin and stats, Prometheus, the page, every service's gRPC,
-/metrics and health-only port) is refused to tcp_check and http_check on every address,
-whatever the allowlist says, while other loopback ports stay reachable."""
+the stack (gateway, Envoy admin and stats, Prometheus, the page, the trace store's three, every
+service's gRPC, /metrics and health-only port) is refused to tcp_check and http_check on every
+address, whatever the allowlist says, while other loopback ports stay reachable."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def run(stack, tool: str, text: str):
 
 def test_every_port_of_the_stack_is_refused_to_the_tools(stack):
     ports = mesh_ports(stack)
-    assert len(ports) >= 4 + 2 * len(REPLICA_PORT_NAMES), ports  # gateway, admin, stats, Prometheus, each replica's
+    # gateway, admin, stats, Prometheus, the trace store's three, and each replica's
+    assert len(ports) >= 7 + 2 * len(REPLICA_PORT_NAMES), ports
+    assert {"traces-otlp", "traces-query", "traces-metrics"} <= set(ports), ports
     for name, port in ports.items():
         for tool, text in (("tcp_check", f"127.0.0.1:{port}"), ("tcp_check", f"localhost:{port}"),
                            ("tcp_check", f"[::1]:{port}"), ("http_check", f"http://127.0.0.1:{port}/config_dump"),

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import re
 import urllib.request
+from pathlib import Path
+
+from opsconductor.identity import operator
 
 _LABELS = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def metric(address: str, name: str, **labels: str) -> float:
+def metric(address: str, name: str, state_dir: Path | None = None, **labels: str) -> float:
     """The sum of every `name` series at `address` ("host:port") whose labels include
-    `labels` (0 when there is none)."""
-    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    `labels` (0 when there is none). With `state_dir`, read as that stack's operator (its
+    /metrics pages are mTLS under `up`)."""
+    if state_dir is None:
+        text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    else:
+        text = urllib.request.urlopen(operator.metrics_url(state_dir, address), timeout=5,
+                                      context=operator.ssl_context(state_dir)).read().decode()
     total = 0.0
     for line in text.splitlines():
         if not (line.startswith(name + "{") or line.startswith(name + " ")):

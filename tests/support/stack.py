@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import grpc
 from opsconductor.automation.v1 import automation_pb2_grpc
 from opsconductor.identity import operator
 from opsconductor.stack import control
-from opsconductor.stack.ports import PortTaken, check_free, free_port
+from opsconductor.stack.ports import free_port, free_port_block
 from opsconductor.stack.processes import BIN
 from opsconductor.stack.state import ReplicaState, StackState, load
 
@@ -42,6 +41,11 @@ class RunningStack:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['envoy-admin']}"
+
+    @property
+    def traces_url(self) -> str:
+        """The trace store's query API."""
+        return f"http://127.0.0.1:{self.ports['traces-query']}"
 
     @property
     def prometheus_url(self) -> str:
@@ -80,18 +84,13 @@ class RunningStack:
 
 
 def free_block(count: int) -> int:
-    """The first of `count` consecutive ports that are free right now."""
-    for base in random.sample(range(20000, 60000, count), 200):
-        try:
-            check_free({str(port): port for port in range(base, base + count)})
-        except PortTaken:
-            continue
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports")
+    """The first of `count` consecutive ports that are free right now (never one free_port gave)."""
+    return free_port_block(count)
 
 
 def stack_ports() -> dict[str, int]:
-    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats")}
+    return {name: free_port() for name in ("gateway", "page", "prometheus", "envoy-admin", "envoy-stats",
+                                           "traces-otlp", "traces-query", "traces-metrics")}
 
 
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:

@@ -115,6 +115,20 @@ BAD_VALUES = [
     (["up", "--cert-lifetime", "-60"], "--cert-lifetime"),
     (["up", "--tls", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "--tls-cert"),
     (["certs", "show", "-o", "xml"], "--output"),
+    # traces: the sampling share, the collector's address, trace ids and counts
+    (["up", "--trace-sample", "150"], "--trace-sample"),
+    (["up", "--trace-sample", "-1"], "--trace-sample"),
+    (["up", "--trace-sample", "lots"], "--trace-sample"),
+    (["up", "--trace-sample", "nan"], "--trace-sample"),
+    (["up", "--otlp-endpoint", "collector:4317"], "--otlp-endpoint"),
+    (["up", "--otlp-endpoint", "https://c:4317"], "--otlp-endpoint"),
+    (["up", "--otlp-endpoint", "http://c"], "--otlp-endpoint"),
+    (["up", "--traces-otlp-port", "0"], "--traces-otlp-port"),
+    (["up", "--traces-query-port", "9090"], "port 9090"),
+    (["trace", "not-an-id"], "TRACE_ID"),
+    (["trace", "--slowest", "0"], "--slowest"),
+    (["trace", "--slowest", "101"], "--slowest"),
+    (["trace"], "TRACE_ID or --slowest"),
 ]
 
 
@@ -134,7 +148,8 @@ def test_commands_that_need_a_stack_say_there_is_none(capsys, tmp_path):
     for argv, code in ((["status"], exits.NO_STACK), (["canary", "status"], exits.NO_STACK),
                        (["canary", "promote"], exits.NO_STACK), (["smoke"], exits.NO_STACK),
                        (["stat"], exits.NO_STACK), (["certs", "rotate"], exits.NO_STACK),
-                       (["gate", "local", "0.1"], exits.NO_STACK), (["down"], exits.OK)):
+                       (["gate", "local", "0.1"], exits.NO_STACK), (["trace", "--slowest", "5"], exits.NO_STACK),
+                       (["down"], exits.OK)):
         got, out, err = run([*argv, "--state-dir", str(tmp_path)], capsys)
         assert got == code, (argv, out, err)
         assert "no stack is running from" in out + err and "Traceback" not in err

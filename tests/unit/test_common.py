@@ -30,22 +30,33 @@ def test_new_trace_id_is_w3c_shaped_and_unique():
     assert len(ids) == 100 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
 
-def test_trace_id_from_metadata_prefers_x_trace_id_then_traceparent():
+def test_traceparent_gives_the_trace_id_only_when_valid():
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    assert tracing.from_metadata([("x-trace-id", "mine"), ("traceparent", parent)]) == "mine"
-    assert tracing.from_metadata([("x-trace-id", "not valid!"), ("traceparent", parent)]) == \
+    assert tracing.from_traceparent([("x-trace-id", "mine"), ("traceparent", parent)]) == \
         "4bf92f3577b34da6a3ce929d0e0e4736"
-    assert tracing.from_metadata([("traceparent", "00-" + "0" * 32 + "-00f067aa0ba902b7-01")]) is None
-    assert tracing.from_metadata([("traceparent", "garbage")]) is None
-    assert tracing.from_metadata([]) is None
+    for bad in ("00-" + "0" * 32 + "-00f067aa0ba902b7-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "garbage", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"):
+        assert tracing.from_traceparent([("traceparent", bad)]) is None
+    assert tracing.from_traceparent([]) is None
 
 
-def test_traceparent_keeps_w3c_ids_and_hashes_others_stably():
-    w3c = "4bf92f3577b34da6a3ce929d0e0e4736"
-    assert tracing.traceparent(w3c).split("-")[1] == w3c
-    first, second = tracing.traceparent("abc-123"), tracing.traceparent("abc-123")
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", first)
-    assert first.split("-")[1] == second.split("-")[1]
+def test_a_callers_id_never_names_the_trace_but_is_kept_when_valid_and_different():
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert tracing.resolve("mine", [("traceparent", parent)]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "mine")
+    # The field wins over the header; a header id equal to the trace's is no extra information.
+    assert tracing.resolve("", [("traceparent", parent), ("x-trace-id", "hdr")])[1] == "hdr"
+    assert tracing.resolve("", [("traceparent", parent), ("x-trace-id", "4bf92f3577b34da6a3ce929d0e0e4736")])[1] == ""
+    # Invalid ids are never kept (the servicer refuses an invalid field with INVALID_ARGUMENT).
+    assert tracing.resolve("bad id!", [("traceparent", parent)])[1] == ""
+    assert tracing.current_caller_trace_id.get() == ""
+    trace_id, caller = tracing.resolve("t-1", [])
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id) and caller == "t-1"
+    assert tracing.current_trace_id.get() == trace_id
+
+
+def test_without_the_sdk_the_next_hop_gets_a_traceparent_of_the_same_trace():
+    (key, value), = tracing.outgoing_metadata("4bf92f3577b34da6a3ce929d0e0e4736")
+    assert key == "traceparent" and re.fullmatch(r"00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-00", value)
 
 
 @pytest.mark.parametrize(("fields", "message"), [

@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import tomllib
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ import yaml
 
 from opsconductor.gateway import variants as envoy_variants
 from opsconductor.gateway.config import render
-from opsconductor.stack.ports import CONTAINER_PORTS
+from opsconductor.stack.ports import CONTAINER_PORTS, MAX_REPLICAS, Ports, replica_ports
+from services.common.names import POOLS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -263,3 +265,87 @@ def test_the_services_import_nothing_the_image_lacks():
                 if not packages & runtime:
                     unexpected.append(f"{path.relative_to(ROOT)}: {name}")
     assert not unexpected, unexpected
+
+
+# --- traces: every component to the collector, the collector to a backend -------------------------
+
+COLLECTOR = yaml.safe_load((DEPLOY / "otel/collector.yaml").read_text())
+SERVICES = ("automation-stable", "automation-canary", "pipeline-stable", "pipeline-canary")
+
+
+def test_the_collector_config_defines_everything_its_pipeline_uses():
+    pipeline = COLLECTOR["service"]["pipelines"]["traces"]
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) <= set(COLLECTOR[kind]), kind
+    assert set(COLLECTOR["service"]["extensions"]) <= set(COLLECTOR["extensions"])
+    assert COLLECTOR["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
+    assert pipeline["processors"][0] == "memory_limiter"  # first, as the collector's docs require
+    assert COLLECTOR["exporters"]["otlp"]["endpoint"] == "${env:TRACES_EXPORT_ENDPOINT}"
+
+
+def test_compose_sends_every_components_spans_through_the_collector_to_jaeger():
+    services = compose()["services"]
+    rate = envoy_variants.compose_settings().tracing.sample_percent / 100
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317", name
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert float(env["OTEL_TRACES_SAMPLER_ARG"]) == rate  # direct calls sampled as the gateway samples
+    assert envoy_variants.compose_settings().tracing.collector == ("otel-collector", 4317)
+    collector = services["otel-collector"]
+    assert collector["environment"]["TRACES_EXPORT_ENDPOINT"] == "jaeger:4317"
+    assert "./otel/collector.yaml:/etc/otelcol/collector.yaml:ro" in collector["volumes"]
+    assert "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
+
+
+def test_kubernetes_runs_a_collector_whose_exporter_is_configurable():
+    deployment = by_kind("Deployment")["otel-collector"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["TRACES_EXPORT_ENDPOINT"]  # the backend, set by a patch
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    configmap = by_kind("ConfigMap")[volume["configMap"]["name"]]
+    assert yaml.safe_load(configmap["data"]["collector.yaml"]) == COLLECTOR
+    assert f"--config={container['volumeMounts'][0]['mountPath']}/collector.yaml" in container["args"]
+    service = by_kind("Service")["otel-collector"]
+    assert service["spec"]["ports"][0]["port"] == 4317
+    endpoint = f"http://otel-collector.{service['metadata']['namespace']}.svc.cluster.local:4317"
+    for name in SERVICES:
+        (service_container,) = by_kind("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+        assert env_of(service_container)["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint, name
+    assert f"http://{':'.join(map(str, envoy_variants.k8s_settings().tracing.collector))}" == endpoint
+
+
+# --- one meaning per port number --------------------------------------------------------------------
+
+# Fixed ports of the local stack that compose and Kubernetes give the same component.
+SAME_ROLE_EVERYWHERE = {"gateway", "page", "prometheus", "envoy_admin", "envoy_stats", "traces_otlp"}
+
+
+def deployed_ports() -> set[int]:
+    """Every port compose and the Kubernetes pods use: what their pipelines' MESH_PORTS list."""
+    found = {env["MESH_PORTS"] for env in (s.get("environment", {}) for s in compose()["services"].values())
+             if "MESH_PORTS" in env}
+    for deployment in by_kind("Deployment").values():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            if env_of(container).get("MESH_PORTS"):
+                found.add(env_of(container)["MESH_PORTS"])
+    assert found, "no MESH_PORTS in compose or Kubernetes"
+    return {int(port) for ports in found for port in ports.split(",")}
+
+
+def test_a_port_number_means_one_thing_across_the_local_stack_compose_and_kubernetes():
+    local: dict[int, str] = {}
+    fixed = [(field.name, getattr(Ports(), field.name)) for field in fields(Ports)]
+    every_replica = [(f"{pool}-{i + 1} {name}", port) for pool in POOLS for i in range(MAX_REPLICAS)
+                     for name, port in replica_ports(pool, i).items()]
+    for use, port in fixed + every_replica:
+        assert port not in local, f"port {port}: both {local[port]} and {use}"
+        local[port] = use
+    deployed = deployed_ports()
+    in_containers = [port for ports in CONTAINER_PORTS.values() for port in ports.values()]
+    assert len(in_containers) == len(set(in_containers)) and set(in_containers) <= deployed
+    # A number both use is the same component in both; the trace store's query and metrics
+    # ports, and every replica port, are the local stack's alone.
+    shared = {local[port] for port in deployed if port in local}
+    assert shared <= SAME_ROLE_EVERYWHERE, shared - SAME_ROLE_EVERYWHERE
+    assert {Ports().traces_query, Ports().traces_metrics}.isdisjoint(deployed)

@@ -15,7 +15,7 @@ from opsconductor import yamltext
 from opsconductor.gateway import variants as envoy_variants
 from opsconductor.gateway.admin import EnvoyAdmin, PoolCalls, PoolHealth, Weights, validate_weights
 from opsconductor.gateway.config import render, to_yaml
-from opsconductor.gateway.settings import EnvoySettings, JwtSettings
+from opsconductor.gateway.settings import EnvoySettings, JwtSettings, TracingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTOMATION = "/opsconductor.automation.v1.AutomationService/"
@@ -102,8 +102,8 @@ def test_weighted_route_splits_90_10_by_default_under_runtime_keys():
     assert weighted["clusters"] == [{"name": "stable", "weight": 90},
                                     {"name": "canary", "weight": 10}]
     static = config["layered_runtime"]["layers"]
-    assert static[0]["static_layer"] == {"routing.automation.stable": 90,
-                                         "routing.automation.canary": 10}
+    assert {k: v for k, v in static[0]["static_layer"].items() if k.startswith("routing.")} == {
+        "routing.automation.stable": 90, "routing.automation.canary": 10}
     assert "admin_layer" in static[1], "without an admin layer /runtime_modify is refused"
 
 
@@ -362,3 +362,69 @@ def test_up_runs_the_committed_local_render_with_its_own_access_log(tmp_path):
     settings = Stack(StackSpec(state_dir=tmp_path)).envoy_settings()
     assert settings.access_log_path == str(tmp_path / "logs" / "envoy-access.log")
     assert replace(settings, access_log_path="/dev/stdout") == envoy_variants.local_settings()
+
+
+# --- traces ------------------------------------------------------------------------------------
+
+
+def hcm(config: dict) -> dict:
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_the_gateway_traces_every_call_and_samples_at_the_edge_honouring_a_callers_decision():
+    config = render(EnvoySettings(tracing=TracingSettings(sample_percent=2.5)))
+    tracing = hcm(config)["tracing"]
+    provider = tracing["provider"]["typed_config"]
+    assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry" and provider["service_name"] == "gateway"
+    sampler = provider["sampler"]
+    assert sampler["name"].endswith(".parent_based")  # a caller's sampled flag wins
+    ratio = sampler["typed_config"]["wrapped_sampler"]["typed_config"]["sampling_percentage"]
+    assert ratio == {"numerator": 25_000, "denominator": "MILLION"}
+    # Without this Envoy, which makes no request ids here, would trace nothing.
+    assert hcm(config)["request_id_extension"]["typed_config"]["use_request_id_for_trace_sampling"] is False
+    assert tracing["spawn_upstream_span"] is True  # one client span per attempt: retries show
+    tags = {tag["tag"] for tag in tracing["custom_tags"]}
+    assert {"route", "opsconductor.pool", "upstream_attempts"} <= tags
+    collector = clusters(config)["otlp_collector"]
+    assert provider["grpc_service"]["envoy_grpc"]["cluster_name"] == "otlp_collector"
+    assert "http2_protocol_options" in json.dumps(collector)
+
+
+def test_every_access_log_line_carries_the_calls_trace_id_and_the_page_may_send_traceparent():
+    config = render(EnvoySettings(tracing=TracingSettings()))
+    logs = [hcm(config)["access_log"][0]] + [f["typed_config"]["upstream_log"][0] for f in hcm(config)["http_filters"]
+                                             if f["name"].endswith("router")]
+    for log in logs:
+        fields = log["typed_config"]["log_format"]["json_format"]
+        assert fields["trace_id"] == "%TRACE_ID%" and fields["caller_trace_id"] == "%REQ(X-TRACE-ID)%"
+    cors = hcm(config)["route_config"]["virtual_hosts"][0]["typed_per_filter_config"]["envoy.filters.http.cors"]
+    assert {"traceparent", "tracestate"} <= set(cors["allow_headers"].split(","))
+
+
+def test_gateway_spans_are_named_after_their_route():
+    config = render(envoy_variants.local_settings())
+    for route in routes(config):
+        if "route" in route:
+            assert route["decorator"]["operation"] == route["name"]
+
+
+def test_without_tracing_there_is_no_tracer_and_no_collector():
+    config = render(EnvoySettings(tracing=None))
+    assert "tracing" not in hcm(config) and "otlp_collector" not in clusters(config)
+
+
+def test_the_local_variant_sends_spans_to_the_local_store():
+    assert envoy_variants.local_settings().tracing.collector == ("127.0.0.1", 4317)
+
+
+@pytest.mark.parametrize("variant", ["compose", "k8s", "production"])
+def test_container_variants_send_spans_to_the_collector_by_name(variant):
+    settings = envoy_variants.VARIANTS[variant]()
+    assert settings.tracing.discovery == "STRICT_DNS" and settings.tracing.collector[0].startswith("otel-collector")
+
+
+@pytest.mark.parametrize("kwargs", [{"sample_percent": 101}, {"sample_percent": -1},
+                                    {"collector": ("otel-collector", 4317)}, {"collector": ("127.0.0.1", 0)}])
+def test_tracing_settings_refuse_what_envoy_would_run_badly(kwargs):
+    with pytest.raises(ValueError):
+        TracingSettings(**kwargs)

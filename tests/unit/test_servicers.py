@@ -42,6 +42,8 @@ class FakePipeline:
 
 
 PONG = pipeline_pb2.ExecuteResponse(output="pong", tool="echo", instance="pipe-1", pool="stable")
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = (("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"),)
 
 
 def automation(outcome=PONG, env=None) -> tuple[AutomationServicer, FakePipeline]:
@@ -60,14 +62,14 @@ def call(servicer, context=None, **fields):
     return reply, context
 
 
-def test_ok_reply_is_success_with_trace_id_pool_and_instances():
+def test_ok_reply_is_success_with_the_traces_id_pool_and_instances():
     servicer, pipeline = automation()
-    reply, context = call(servicer, input="ping", trace_id="t-1")
-    assert reply.success and reply.output == "pong" and reply.tool == "echo" and reply.trace_id == "t-1"
+    reply, context = call(servicer, FakeContext(metadata=PARENT), input="ping", trace_id="t-1")
+    assert reply.success and reply.output == "pong" and reply.tool == "echo" and reply.trace_id == TRACE
     assert (reply.pool, reply.instance, reply.pipeline_instance) == ("stable", "auto-1", "pipe-1")
-    assert context.code is None and context.trailing_value("x-trace-id") == "t-1"
+    assert context.code is None and context.trailing_value("x-trace-id") == TRACE
     request, trace_id, timeout = pipeline.calls[0]
-    assert request.trace_id == trace_id == "t-1" and timeout == 30
+    assert request.trace_id == trace_id == TRACE and timeout == 30
 
 
 @pytest.mark.parametrize(("reason", "code"), [
@@ -77,22 +79,23 @@ def test_ok_reply_is_success_with_trace_id_pool_and_instances():
 ])
 def test_pipeline_errors_become_their_statuses(reason, code):
     servicer, _ = automation(UpstreamError(reason, "went wrong"))
-    reply, context = call(servicer, input="ping", trace_id="t-2")
+    reply, context = call(servicer, FakeContext(metadata=PARENT), input="ping", trace_id="t-2")
     assert reply is None and context.code == code and context.details == "went wrong"
-    assert context.trailing_value("x-trace-id") == "t-2"
+    assert context.trailing_value("x-trace-id") == TRACE
 
 
 def test_unexpected_exception_is_internal_without_a_traceback():
     servicer, _ = automation(RuntimeError("secret internals at line 42"))
-    _, context = call(servicer, input="ping", trace_id="t-3")
+    _, context = call(servicer, FakeContext(metadata=PARENT), input="ping", trace_id="t-3")
     assert context.code == grpc.StatusCode.INTERNAL
-    assert "secret" not in context.details and "t-3" in context.details
+    assert "secret" not in context.details and TRACE in context.details
 
 
 def test_invalid_trace_id_field_is_rejected_but_the_error_has_a_usable_id():
     servicer, pipeline = automation()
-    _, context = call(servicer, FakeContext(metadata=(("x-trace-id", "from-meta"),)), input="ping", trace_id="bad id")
-    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and context.trailing_value("x-trace-id") == "from-meta"
+    _, context = call(servicer, FakeContext(metadata=(("x-trace-id", "from-meta"), *PARENT)), input="ping",
+                      trace_id="bad id")
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and context.trailing_value("x-trace-id") == TRACE
     assert not pipeline.calls
 
 
@@ -145,8 +148,8 @@ def pipeline_servicer(faults=NO_FAULTS, bypass=False) -> PipelineServicer:
     return PipelineServicer(runner, FaultInjector(faults), pool="canary", instance="pipe-9", metrics=metrics)
 
 
-def pipeline_call(servicer, **fields):
-    context = FakeContext()
+def pipeline_call(servicer, metadata=(), **fields):
+    context = FakeContext(metadata=metadata)
     try:
         return asyncio.run(servicer.Execute(pipeline_pb2.ExecuteRequest(**fields), context)), context
     except Aborted:
@@ -154,10 +157,10 @@ def pipeline_call(servicer, **fields):
 
 
 def test_pipeline_runs_and_reports_how_the_tool_was_chosen():
-    reply, context = pipeline_call(pipeline_servicer(bypass=True), input="ping", trace_id="p-1")
+    reply, context = pipeline_call(pipeline_servicer(bypass=True), PARENT, input="ping", trace_id="p-1")
     assert (reply.output, reply.tool, reply.selection, reply.pool, reply.instance) == \
         ("pong", "echo", "bypass", "canary", "pipe-9")
-    assert context.trailing_value("x-trace-id") == "p-1"
+    assert context.trailing_value("x-trace-id") == TRACE
     reply, _ = pipeline_call(pipeline_servicer(), input="sleep 1")
     assert (reply.tool, reply.selection, reply.output) == ("delay", "selected", "slept 1 ms")
 

@@ -52,6 +52,7 @@ def allowed(source: dict[str, str], destination: dict[str, str], port: int) -> b
 GATEWAY = {"app.kubernetes.io/name": "gateway"}
 PROMETHEUS = {"app.kubernetes.io/name": "prometheus", "namespace": network.PROMETHEUS_NAMESPACE}
 OUTSIDER = {"app.kubernetes.io/name": "debug", "namespace": "default"}
+COLLECTOR = {"app.kubernetes.io/name": "otel-collector"}
 
 
 def pod(service: str, pool: str) -> dict[str, str]:
@@ -70,6 +71,14 @@ A, P = CONTAINER_PORTS["automation"], CONTAINER_PORTS["pipeline"]
     (PROMETHEUS, pod("pipeline", "canary"), P["metrics"], True),
     (PROMETHEUS, GATEWAY, 9902, True),
     (OUTSIDER, pod("automation", "stable"), A["health"], True),  # the kubelet's probes
+    # Spans: every traced workload to the OpenTelemetry Collector, nobody else.
+    (GATEWAY, COLLECTOR, 4317, True),
+    (pod("automation", "canary"), COLLECTOR, 4317, True),
+    (pod("pipeline", "stable"), COLLECTOR, 4317, True),
+    (OUTSIDER, COLLECTOR, 4317, False),
+    (COLLECTOR, pod("pipeline", "stable"), P["grpc"], False),
+    (COLLECTOR, pod("automation", "stable"), A["grpc"], False),
+    (pod("pipeline", "stable"), pod("pipeline", "canary"), 4317, False),
     # Everything else is refused:
     (OUTSIDER, pod("pipeline", "stable"), P["grpc"], False),
     (OUTSIDER, pod("automation", "stable"), A["grpc"], False),

@@ -5,12 +5,15 @@ import { describeError } from "./errors.js";
 import type { Tool, ToolArgument } from "./gen/opsconductor/automation/v1/automation_pb.js";
 import { prettyJson, tokenizeJson } from "./highlight.js";
 import { type RunRecord, Session } from "./session.js";
+import { lookUpTrace } from "./waterfall.js";
+import { type TimelineState, TimelineView } from "./waterfall-view.js";
 
 const TOKEN_KEY = "opsconductor.exec-sandbox.token";
 const OTHER_TOOL = "__other__";
 const DEFAULT_INPUT_HINT = "Text the tool works on, e.g. “ping” or “localhost:22”.";
 // Patterns the contract documents for ToolArgument.type; "string" takes anything.
 const ARGUMENT_PATTERNS: Record<string, string> = { int: "-?[0-9]+", float: "-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?" };
+const TRACE_LINK = /^[0-9a-f]{32}$/;
 
 function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -100,6 +103,9 @@ class Page {
   private readonly facts = byId<HTMLDListElement>("facts");
   private readonly recentList = byId<HTMLOListElement>("recent");
   private readonly recentEmpty = byId("recent-empty");
+  private readonly timeline = new TimelineView(byId("waterfall"));
+  /** Each finished run's timeline, by run id, so a recalled run shows its own again. */
+  private readonly timelines = new Map<number, TimelineState>();
 
   private tools: Tool[] = [];
   private shown: RunRecord | undefined;
@@ -127,6 +133,7 @@ class Page {
     this.toolsRetry.addEventListener("click", () => void this.loadTools());
     this.session.subscribe(() => this.render());
     this.render();
+    this.openLinkedTrace();
     await this.loadTools();
   }
 
@@ -224,6 +231,9 @@ class Page {
       this.shown = current;
     }
     this.runStatus.textContent = running ? "Running… press Escape or Cancel to stop." : "";
+    if (current !== undefined && current.phase !== "running" && !this.timelines.has(current.id)) {
+      this.loadTimeline(current);
+    }
     if (this.shown !== undefined) this.show(this.shown);
     this.renderRecent();
   }
@@ -252,6 +262,56 @@ class Page {
 
     this.showOutput(record.result?.output);
     this.showFacts(record);
+    this.showTimeline(record);
+  }
+
+  /** `?trace=<id>` opens that trace's timeline (links from the mesh view and from dashboards). */
+  private openLinkedTrace(): void {
+    const linked = new URLSearchParams(location.search).get("trace")?.trim().toLowerCase();
+    if (linked === undefined || linked === "") return;
+    if (!TRACE_LINK.test(linked)) {
+      this.timeline.show({ kind: "unavailable", traceId: linked.slice(0, 64), message: "the link's trace id is not 32 hex characters" }, "Linked trace");
+      return;
+    }
+    this.summary.textContent = `Trace ${linked}, opened from a link.`;
+    if (!this.config.traces) {
+      this.timeline.show({ kind: "unavailable", traceId: linked, message: "this page's server has no trace store" }, "Linked trace");
+      return;
+    }
+    this.timeline.show({ kind: "loading", traceId: linked }, "Linked trace");
+    void lookUpTrace(linked).then(
+      (lookup) => {
+        if (this.shown === undefined) this.timeline.show({ ...lookup, traceId: linked }, "Linked trace");
+      },
+      () => undefined,
+    );
+  }
+
+  /** Fetches a finished run's timeline through the page's own server, once. */
+  private loadTimeline(record: RunRecord): void {
+    if (!this.config.traces) return;
+    const traceId = record.result?.serverTraceId || record.error?.serverTraceId || record.traceId;
+    this.timelines.set(record.id, { kind: "loading", traceId });
+    // The gateway's span hangs under the parent span this page sent, when the trace is the page's own.
+    const parentSpanId = traceId === record.traceId ? record.parentSpanId : "";
+    void lookUpTrace(traceId, { parentSpanId }).then(
+      (lookup) => this.timelineLoaded(record, { ...lookup, traceId }),
+      (err: unknown) => this.timelineLoaded(record, { kind: "unavailable", traceId, message: (err as Error).message }),
+    );
+  }
+
+  private timelineLoaded(record: RunRecord, state: TimelineState): void {
+    this.timelines.set(record.id, state);
+    if (this.shown === record) this.showTimeline(record);
+  }
+
+  private showTimeline(record: RunRecord): void {
+    const state = this.timelines.get(record.id);
+    if (!this.config.traces || state === undefined) {
+      this.timeline.hide();
+      return;
+    }
+    this.timeline.show(state, `Run #${record.id}`);
   }
 
   private showOutput(output: string | undefined): void {

@@ -6,7 +6,7 @@ import {
   type ExecuteResponse,
   type Tool,
 } from "./gen/opsconductor/automation/v1/automation_pb.js";
-import { TRACE_ID_HEADER } from "./trace.js";
+import { TRACE_ID_HEADER, TRACEPARENT_HEADER, traceparent } from "./trace.js";
 
 export type AutomationClient = Client<typeof AutomationService>;
 
@@ -33,15 +33,21 @@ export interface ExecuteInput {
 
 export interface CallSettings {
   traceId: string;
+  /** The span id sent as the trace's parent (the page's own place in the trace). */
+  parentSpanId?: string;
   /** Bearer token; sent only when non-empty. */
   token?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
 }
 
-/** The request metadata of one call: its trace id and, when set, the bearer token. */
-export function callHeaders(traceId: string, token = ""): Headers {
+/**
+ * The request metadata of one call: its trace context (traceparent when a parent span id is
+ * given, and x-trace-id) and, when set, the bearer token.
+ */
+export function callHeaders(traceId: string, token = "", parentSpanId = ""): Headers {
   const headers = new Headers({ [TRACE_ID_HEADER]: traceId });
+  if (parentSpanId !== "") headers.set(TRACEPARENT_HEADER, traceparent(traceId, parentSpanId));
   const trimmed = token.trim();
   if (trimmed !== "") headers.set("authorization", `Bearer ${trimmed}`);
   return headers;
@@ -66,7 +72,7 @@ export async function execute(
   const response = await client.execute(
     { input: input.input, tool: input.tool, platform: input.platform, arguments: input.arguments },
     {
-      headers: callHeaders(settings.traceId, settings.token),
+      headers: callHeaders(settings.traceId, settings.token, settings.parentSpanId),
       signal: settings.signal,
       timeoutMs: settings.timeoutMs,
       onTrailer: (trailers) => {

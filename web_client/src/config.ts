@@ -8,6 +8,8 @@ export interface AppConfig {
   gatewayUrl: string;
   /** Client-side deadline of an Execute call, in milliseconds. */
   timeoutMs: number;
+  /** Whether the page's server answers trace lookups (api/traces/<id>) from a trace store. */
+  traces: boolean;
 }
 
 /**
@@ -31,7 +33,7 @@ export function parseConfig(raw: unknown, pageUrl: string): AppConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new ConfigError("config.json must hold a JSON object");
   }
-  const { gatewayUrl, timeoutMs } = raw as Record<string, unknown>;
+  const { gatewayUrl, timeoutMs, traces } = raw as Record<string, unknown>;
   if (typeof gatewayUrl !== "string" || gatewayUrl.trim() === "") {
     throw new ConfigError('config.json needs "gatewayUrl", e.g. "http://HOST:3000"');
   }
@@ -47,9 +49,13 @@ export function parseConfig(raw: unknown, pageUrl: string): AppConfig {
   if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new ConfigError("config.json: timeoutMs must be a positive number of milliseconds");
   }
+  if (traces !== undefined && typeof traces !== "boolean") {
+    throw new ConfigError("config.json: traces must be true or false");
+  }
   return {
     gatewayUrl: url.href.replace(/\/+$/, ""),
     timeoutMs: (timeoutMs as number | undefined) ?? DEFAULT_TIMEOUT_MS,
+    traces: traces === true,
   };
 }
 

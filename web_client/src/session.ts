@@ -6,7 +6,7 @@ import type { Tool } from "./gen/opsconductor/automation/v1/automation_pb.js";
 import { type AutomationClient, type ExecuteInput, execute, listTools } from "./client.js";
 import { describeError, type FriendlyError } from "./errors.js";
 import { type Phase, transition } from "./state.js";
-import { newTraceId } from "./trace.js";
+import { newSpanId, newTraceId } from "./trace.js";
 
 /** How many finished runs the page remembers. */
 export const RECENT_LIMIT = 10;
@@ -25,8 +25,10 @@ export interface RunResult {
 
 export interface RunRecord {
   id: number;
-  /** The trace id this page made and sent as x-trace-id. */
+  /** The trace id this page made and sent in traceparent (and x-trace-id). */
   traceId: string;
+  /** The parent span id sent in traceparent: the gateway's span is its child. */
+  parentSpanId: string;
   request: ExecuteInput;
   startedAt: Date;
   phase: Phase;
@@ -42,6 +44,7 @@ export interface SessionOptions {
   /** Read at each call, so a token typed after start applies at once. */
   token?: () => string;
   makeTraceId?: () => string;
+  makeSpanId?: () => string;
   now?: () => number;
 }
 
@@ -59,6 +62,7 @@ export class Session {
   private readonly listeners = new Set<Listener>();
   private readonly token: () => string;
   private readonly makeTraceId: () => string;
+  private readonly makeSpanId: () => string;
   private readonly now: () => number;
 
   constructor(
@@ -67,6 +71,7 @@ export class Session {
   ) {
     this.token = options.token ?? (() => "");
     this.makeTraceId = options.makeTraceId ?? (() => newTraceId());
+    this.makeSpanId = options.makeSpanId ?? (() => newSpanId());
     this.now = options.now ?? (() => performance.now());
   }
 
@@ -90,6 +95,7 @@ export class Session {
     const record: RunRecord = {
       id: this.nextId++,
       traceId: this.makeTraceId(),
+      parentSpanId: this.makeSpanId(),
       request: { ...request, arguments: { ...request.arguments } },
       startedAt: new Date(),
       phase: "running",
@@ -103,6 +109,7 @@ export class Session {
     try {
       const { response, serverTraceId } = await execute(this.client, record.request, {
         traceId: record.traceId,
+        parentSpanId: record.parentSpanId,
         token: this.token(),
         signal: controller.signal,
         timeoutMs: this.options.timeoutMs,

@@ -8,7 +8,14 @@ describe("parseConfig", () => {
     expect(parseConfig({ gatewayUrl: "http://127.0.0.1:3000/" }, PAGE)).toEqual({
       gatewayUrl: "http://127.0.0.1:3000",
       timeoutMs: DEFAULT_TIMEOUT_MS,
+      traces: false,
     });
+  });
+
+  it("says whether the page's server answers trace lookups", () => {
+    expect(parseConfig({ gatewayUrl: "/", traces: true }, PAGE).traces).toBe(true);
+    expect(parseConfig({ gatewayUrl: "/", traces: false }, PAGE).traces).toBe(false);
+    expect(() => parseConfig({ gatewayUrl: "/", traces: "yes" }, PAGE)).toThrow(ConfigError);
   });
 
   it("resolves a relative gateway URL against the page", () => {

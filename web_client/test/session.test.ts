@@ -45,10 +45,12 @@ describe("Session.run", () => {
     expect(seen.requests[0]?.input).toBe("ping");
   });
 
-  it("sends its trace id as x-trace-id metadata, not in the request body", async () => {
+  it("names its trace in a sampled traceparent (and x-trace-id), not in the request body", async () => {
     const { client, seen } = fakeClient();
     const { s } = session(client);
     const record = await s.run(PING);
+    expect(seen.headers[0]?.get("traceparent")).toBe(`00-${record?.traceId}-${record?.parentSpanId}-01`);
+    expect(record?.parentSpanId).toMatch(/^[0-9a-f]{16}$/);
     expect(seen.headers[0]?.get("x-trace-id")).toBe(record?.traceId);
     expect(seen.requests[0]?.traceId).toBe("");
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isPageTraceId, newTraceId } from "../src/trace.js";
+import { isPageTraceId, newSpanId, newTraceId, traceparent } from "../src/trace.js";
 
 describe("newTraceId", () => {
   it("makes 32 lowercase hex characters from crypto.getRandomValues", () => {
@@ -34,4 +34,18 @@ describe("isPageTraceId", () => {
     "rejects %j",
     (id) => expect(isPageTraceId(id)).toBe(false),
   );
+});
+
+describe("traceparent", () => {
+  it("names the page's trace with the sampled flag set", () => {
+    const spanId = newSpanId();
+    expect(spanId).toMatch(/^[0-9a-f]{16}$/);
+    expect(traceparent("a".repeat(32), spanId)).toBe(`00-${"a".repeat(32)}-${spanId}-01`);
+  });
+
+  it("never makes the all-zero span id", () => {
+    let draws = 0;
+    const id = newSpanId((bytes) => bytes.fill(draws++ === 0 ? 0 : 1));
+    expect(id).toBe("01".repeat(8));
+  });
 });

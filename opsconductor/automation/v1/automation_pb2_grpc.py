@@ -29,7 +29,8 @@ class AutomationServiceStub:
     """AutomationService validates a request, gives it a trace id and forwards it to the
     pipeline with a deadline. Errors are real gRPC statuses carrying a google.rpc.ErrorInfo
     detail (domain "opsconductor", reason such as "VALIDATION_ERROR" or "TIMEOUT", the trace
-    id in its metadata); the trace id also comes back as trailing metadata "x-trace-id".
+    id in its metadata); the trace id also comes back as trailing metadata "x-trace-id". A call's
+    trace is named by W3C trace context ("traceparent", "tracestate").
     """
 
     def __init__(self, channel):
@@ -54,7 +55,8 @@ class AutomationServiceServicer:
     """AutomationService validates a request, gives it a trace id and forwards it to the
     pipeline with a deadline. Errors are real gRPC statuses carrying a google.rpc.ErrorInfo
     detail (domain "opsconductor", reason such as "VALIDATION_ERROR" or "TIMEOUT", the trace
-    id in its metadata); the trace id also comes back as trailing metadata "x-trace-id".
+    id in its metadata); the trace id also comes back as trailing metadata "x-trace-id". A call's
+    trace is named by W3C trace context ("traceparent", "tracestate").
     """
 
     def Execute(self, request, context):
@@ -96,7 +98,8 @@ class AutomationService:
     """AutomationService validates a request, gives it a trace id and forwards it to the
     pipeline with a deadline. Errors are real gRPC statuses carrying a google.rpc.ErrorInfo
     detail (domain "opsconductor", reason such as "VALIDATION_ERROR" or "TIMEOUT", the trace
-    id in its metadata); the trace id also comes back as trailing metadata "x-trace-id".
+    id in its metadata); the trace id also comes back as trailing metadata "x-trace-id". A call's
+    trace is named by W3C trace context ("traceparent", "tracestate").
     """
 
     @staticmethod

@@ -45,8 +45,9 @@ export type ExecuteRequest = Message<"opsconductor.automation.v1.ExecuteRequest"
   platform: string;
 
   /**
-   * Optional trace id, 1-64 characters of [A-Za-z0-9._-]; when empty the service takes the
-   * "x-trace-id" metadata or a W3C "traceparent", else makes a new one.
+   * Optional id of the caller's own, 1-64 characters of [A-Za-z0-9._-]. It never renames the
+   * call's trace (a W3C "traceparent" does): when it differs from the trace's id it is kept
+   * beside it, as span attribute "opsconductor.caller_trace_id" and log field "caller_trace_id".
    *
    * @generated from field: string trace_id = 4;
    */
@@ -89,7 +90,8 @@ export type ExecuteResponse = Message<"opsconductor.automation.v1.ExecuteRespons
   output: string;
 
   /**
-   * Trace id of the call (the caller's, or the one the service made).
+   * Trace id of the call: its OpenTelemetry trace id (the caller's traceparent's, or one the
+   * gateway or service made), also in logs, exemplars and the "x-trace-id" trailer.
    *
    * @generated from field: string trace_id = 3;
    */
@@ -289,7 +291,8 @@ export const ToolArgumentSchema: GenMessage<ToolArgument> = /*@__PURE__*/
  * AutomationService validates a request, gives it a trace id and forwards it to the
  * pipeline with a deadline. Errors are real gRPC statuses carrying a google.rpc.ErrorInfo
  * detail (domain "opsconductor", reason such as "VALIDATION_ERROR" or "TIMEOUT", the trace
- * id in its metadata); the trace id also comes back as trailing metadata "x-trace-id".
+ * id in its metadata); the trace id also comes back as trailing metadata "x-trace-id". A call's
+ * trace is named by W3C trace context ("traceparent", "tracestate").
  *
  * @generated from service opsconductor.automation.v1.AutomationService
  */

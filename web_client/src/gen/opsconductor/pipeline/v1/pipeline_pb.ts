@@ -44,7 +44,8 @@ export type ExecuteRequest = Message<"opsconductor.pipeline.v1.ExecuteRequest"> 
   platform: string;
 
   /**
-   * Trace id of the call, as chosen by the automation service.
+   * Trace id of the call as the automation service reports it (the traceparent carries the
+   * trace itself; a value that differs is kept as the caller's id, never renaming the trace).
    *
    * @generated from field: string trace_id = 4;
    */
