@@ -15,6 +15,7 @@ from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml, 
 from opsconductor.identity.certmanager import identity_yaml
 from opsconductor.identity.network import network_policies_yaml
 from opsconductor.observability.dashboards import DASHBOARDS
+from opsconductor.release import kubernetes
 from opsconductor.observability.prometheus_config import render_compose
 from opsconductor.observability.view import VIEW_QUERIES_PATH, view_queries_ts
 from opsconductor.stack import ports
@@ -28,6 +29,7 @@ RENDERS: dict[str, Callable[[], str]] = {
     "deploy/k8s/production/envoy-config.yaml": lambda: configmap_yaml("production"),
     **{f"envoy/sds/{name}": (lambda name=name: sds_files()[name]) for name in sds_files()},
     "deploy/k8s/base/envoy-sds.yaml": sds_configmap_yaml,
+    "deploy/k8s/base/gateway-weights.yaml": kubernetes.configmap_yaml,
     "deploy/k8s/base/identity.yaml": identity_yaml,
     "deploy/k8s/base/network-policies.yaml": network_policies_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,

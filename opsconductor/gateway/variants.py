@@ -22,6 +22,12 @@ EDGE_TLS = EdgeTls(cert_file="/etc/envoy/edge/tls.crt", key_file="/etc/envoy/edg
 # Ports every service listens on inside a container or pod (the standalone defaults).
 AUTOMATION_PORT = 3003
 GENERATED_BY = "`make generate` (opsconductor/gateway/variants.py)"
+# Where compose and Kubernetes mount the weights layer every gateway replica reads (in
+# Kubernetes ConfigMap "gateway-weights"; opsconductor/release/kubernetes.py changes it).
+RUNTIME_DIR = "/etc/envoy/runtime"
+# `up`'s layer in the default state directory (opsconductor/stack/weights.py), relative to
+# where `up` runs.
+LOCAL_RUNTIME_DIR = ".opsconductor/runtime"
 
 
 def local_settings(stable_replicas: int = 1, canary_replicas: int = 1,
@@ -30,6 +36,7 @@ def local_settings(stable_replicas: int = 1, canary_replicas: int = 1,
     return replace(EnvoySettings(
         stable_hosts=tuple(("127.0.0.1", replica_ports("stable", i)["automation"]) for i in range(stable_replicas)),
         canary_hosts=tuple(("127.0.0.1", replica_ports("canary", i)["automation"]) for i in range(canary_replicas)),
+        runtime_dir=LOCAL_RUNTIME_DIR,
     ), **overrides)
 
 
@@ -42,6 +49,7 @@ def compose_settings() -> EnvoySettings:
         listen_address="0.0.0.0",
         stats_address="0.0.0.0",
         mesh_tls=MESH_TLS,
+        runtime_dir=RUNTIME_DIR,
     )
 
 
