@@ -14,6 +14,7 @@ from opsconductor.cli import exits
 from opsconductor.gateway.variants import VARIANTS, configmap_yaml, envoy_yaml, sds_configmap_yaml, sds_files
 from opsconductor.identity.certmanager import identity_yaml
 from opsconductor.identity.network import network_policies_yaml
+from opsconductor.observability import kubernetes as kubernetes_monitoring
 from opsconductor.observability.dashboards import DASHBOARDS
 from opsconductor.release import kubernetes
 from opsconductor.observability.prometheus_config import render_compose
@@ -33,6 +34,7 @@ RENDERS: dict[str, Callable[[], str]] = {
     "deploy/k8s/base/identity.yaml": identity_yaml,
     "deploy/k8s/base/network-policies.yaml": network_policies_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,
+    **kubernetes_monitoring.RENDERS,
     **DASHBOARDS,
     VIEW_QUERIES_PATH: view_queries_ts,
 }
