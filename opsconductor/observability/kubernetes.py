@@ -143,7 +143,8 @@ def _deployment(ns: str, labels: dict[str, str]) -> dict[str, Any]:
 
 def prometheus_yaml() -> str:
     """deploy/k8s/monitoring/prometheus.yaml."""
-    header = ("A Prometheus for the mesh, with the rules the local stack loads:  kubectl apply -k deploy/k8s/monitoring\n"
+    header = ("A Prometheus for the mesh, with the rules the local stack loads:\n"
+              "  kubectl apply -k deploy/k8s/monitoring\n"
               f"It needs Secret {TLS_SECRET} in namespace {PROMETHEUS_NAMESPACE} (its workload certificate).\n"
               + GENERATED_BY)
     return yamltext.dump_all(prometheus_resources(), header=header)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from opsconductor import yamltext
 from opsconductor.gateway import runtime
 from opsconductor.gateway.admin import Weights, validate_weights
-from opsconductor.gateway.variants import GENERATED_BY, NAMESPACE
+from opsconductor.gateway.variants import NAMESPACE
 
 CONFIGMAP_NAME = "gateway-weights"
 DEFAULT_WEIGHTS = Weights(stable=90, canary=10)

@@ -33,7 +33,8 @@ def operator_objects() -> list[dict]:
 
 
 def own_prometheus() -> dict[str, dict]:
-    return {doc["kind"] + "/" + doc["metadata"]["name"]: doc for doc in documents(K8S / "monitoring" / "prometheus.yaml")}
+    return {doc["kind"] + "/" + doc["metadata"]["name"]: doc
+            for doc in documents(K8S / "monitoring" / "prometheus.yaml")}
 
 
 @pytest.fixture(scope="module")
