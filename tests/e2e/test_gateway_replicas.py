@@ -82,6 +82,10 @@ def test_one_set_and_both_gateways_split_alike(mesh):
         assert set(counts) == {"stable", "canary"} and sum(counts.values()) == CALLS, (name, counts)
         assert abs(counts["canary"] - HALF) <= SLACK, (name, counts)
     assert json.loads((mesh.state_dir / "weights.json").read_text()) == {"stable": 50, "canary": 50}
+    shown = mesh.cli("canary", "status")
+    assert "gateways: envoy 50/50 · envoy-2 50/50" in shown.stdout and "do not apply" not in shown.stdout, shown
+    assert json.loads(mesh.cli("canary", "status", "-o", "json").stdout)["gateways"] == {
+        "envoy": {"stable": 50, "canary": 50}, "envoy-2": {"stable": 50, "canary": 50}}
 
 
 def test_a_restarted_gateway_comes_back_with_the_current_weights(mesh):
