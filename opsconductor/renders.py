@@ -16,7 +16,9 @@ from opsconductor.gateway.variants import (NAMESPACE, VARIANTS, configmap_yaml, 
                                            sds_files)
 from opsconductor.identity.certmanager import identity_yaml
 from opsconductor.identity.network import network_policies_yaml
+from opsconductor.observability import kubernetes as kubernetes_monitoring
 from opsconductor.observability.dashboards import DASHBOARDS
+from opsconductor.release import kubernetes
 from opsconductor.observability.prometheus_config import render_compose
 from opsconductor.observability.view import VIEW_QUERIES_PATH, view_queries_ts
 from opsconductor.stack import ports
@@ -47,9 +49,11 @@ RENDERS: dict[str, Callable[[], str]] = {
     "deploy/k8s/base/otel-collector-config.yaml": collector_configmap,
     **{f"envoy/sds/{name}": (lambda name=name: sds_files()[name]) for name in sds_files()},
     "deploy/k8s/base/envoy-sds.yaml": sds_configmap_yaml,
+    "deploy/k8s/base/gateway-weights.yaml": kubernetes.configmap_yaml,
     "deploy/k8s/base/identity.yaml": identity_yaml,
     "deploy/k8s/base/network-policies.yaml": network_policies_yaml,
     "observability/prometheus/prometheus.compose.yml": render_compose,
+    **kubernetes_monitoring.RENDERS,
     **DASHBOARDS,
     VIEW_QUERIES_PATH: view_queries_ts,
 }

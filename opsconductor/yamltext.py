@@ -25,6 +25,11 @@ def dump(value: Mapping[str, Any], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def dump_all(documents: Sequence[Mapping[str, Any]], header: str = "") -> str:
+    """Several documents in one stream (`---` between them), `header` before the first."""
+    return "---\n".join(dump(document, header if index == 0 else "") for index, document in enumerate(documents))
+
+
 def _key(key: str) -> str:
     if _PLAIN_KEY.match(key) and key.lower() not in _AMBIGUOUS:
         return key

@@ -8,18 +8,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from opsconductor.cli import exits, stat
 from opsconductor.cli.arguments import add_state_dir, state_dir
 from opsconductor.cli.operation import ChangeFailed, describe_mesh, interrupted_change, run_change
 from opsconductor.cli.output import add_output, emit
 from opsconductor.cli.parsing import command, count, percent, seconds
-from opsconductor.gateway.admin import AdminError, EnvoyAdmin
+from opsconductor.gateway import runtime
+from opsconductor.gateway.admin import AdminError, validate_weights
 from opsconductor.observability import prometheus
 from opsconductor.release import rollout
 from opsconductor.release.analysis import CanaryCriteria
+from opsconductor.release import kubernetes
 from opsconductor.stack import control, state
-from opsconductor.stack.weights import set_canary_share
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     except ChangeFailed as error:
         print(f"opsconductor canary {args.canary_command}: {error}", file=sys.stderr)
         return error.code
+    except kubernetes.KubectlError as error:
+        print(f"opsconductor canary {args.canary_command}: {error}", file=sys.stderr)
+        return exits.UNREACHABLE if error.missing else exits.FAILED
     except (AdminError, control.ControlError, prometheus.PrometheusError) as error:
         print(f"opsconductor canary {args.canary_command}: {error}", file=sys.stderr)
         return exits.UNREACHABLE
@@ -43,11 +48,21 @@ def _weights_text(result: dict) -> str:
     return f"weights: stable {weights['stable']} % / canary {weights['canary']} %"
 
 
+def _direct(args: argparse.Namespace, percent: int) -> dict | None:
+    """A change made without the local supervisor: in a cluster's weights ConfigMap, or in a
+    layer directory gateways not started by `up` read. None when neither was asked for."""
+    if args.kubernetes:
+        return kubernetes.set_canary_share(kubernetes.Target(args.context or "", args.namespace), percent)
+    if args.runtime_dir:
+        weights = validate_weights(100 - percent, percent)
+        runtime.publish(args.runtime_dir, weights)
+        return {"weights": {"stable": weights.stable, "canary": weights.canary}}
+    return None
+
+
 def _set(args: argparse.Namespace) -> int:
-    if args.admin:  # a gateway no supervisor owns: straight to its admin
-        weights = set_canary_share(EnvoyAdmin(args.admin), None, args.percent)
-        result = {"weights": {"stable": weights.stable, "canary": weights.canary}}
-    else:
+    result = _direct(args, args.percent)
+    if result is None:
         result = run_change(args, "set-weights", {"canary": args.percent}, echo=lambda line: None)
     emit(args, result, lambda: _weights_text(result))
     return exits.OK
@@ -55,10 +70,9 @@ def _set(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    if args.admin:
-        weights = set_canary_share(EnvoyAdmin(args.admin), None, 0)
-        result = {"weights": {"stable": weights.stable, "canary": weights.canary},
-                  "took_ms": round((time.monotonic() - started) * 1000, 1)}
+    result = _direct(args, 0)
+    if result is not None:
+        result["took_ms"] = round((time.monotonic() - started) * 1000, 1)
     else:
         result = run_change(args, "rollback", {}, echo=lambda line: None)
     emit(args, result, lambda: f"rolled back: every call goes to the stable pool ({result['took_ms']:.0f} ms)")
@@ -66,7 +80,10 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    result = run_change(args, "promote", {})
+    if args.kubernetes:
+        result = kubernetes.promote(kubernetes.Target(args.context or "", args.namespace), echo=print)
+    else:
+        result = run_change(args, "promote", {})
     emit(args, result, lambda: _weights_text(result))
     return exits.OK
 
@@ -133,7 +150,7 @@ def _rollout(args: argparse.Namespace) -> int:
 def interrupted(args: argparse.Namespace) -> str:
     """The line Ctrl-C prints: what the supervisor does with the change, the mesh's state."""
     if args.canary_command != "rollout" or getattr(args, "rollout_phase", None) != "analysis":
-        if args.canary_command == "status" or args.admin:
+        if args.canary_command == "status" or getattr(args, "kubernetes", False) or getattr(args, "runtime_dir", None):
             return f"interrupted; nothing was changed: {describe_mesh(args)}"
         return interrupted_change(args)
     # The analysis never proved the canary: take its share away, as a failed step would.
@@ -159,12 +176,16 @@ def add_parsers(commands) -> None:
               ("opsconductor canary status --window 5m -o json", ""),
               ("opsconductor canary status --watch", "redraws every 2 s until Ctrl-C")]),
             ("set", _set, "send PERCENT of calls to the canary (a whole number 0-100)",
-             [("opsconductor canary set 25", "a quarter of the calls to the canary")]),
+             [("opsconductor canary set 25", "a quarter of the calls to the canary, on every gateway"),
+              ("opsconductor canary set 25 --kubernetes --namespace opsconductor",
+               "in the cluster of kubectl's current context")]),
             ("rollback", _rollback, "send every call to the stable pool at once",
-             [("opsconductor canary rollback", "")]),
+             [("opsconductor canary rollback", ""),
+              ("opsconductor canary rollback --kubernetes --context prod", "")]),
             ("promote", _promote, "canary to 100 percent, restart the stable pool on its version, then all-stable",
              [("opsconductor canary promote", ""),
-              ("opsconductor canary promote --wait", "after a change in progress")]),
+              ("opsconductor canary promote --wait", "after a change in progress"),
+              ("opsconductor canary promote --kubernetes", "stable's Deployment takes the canary's image")]),
             ("bypass", _bypass, "restart the canary pool with FEATURE_BYPASS_LLM on or off",
              [("opsconductor canary bypass off", "")]),
             ("rollout", _rollout, "automated canary analysis: step the share, judge, roll back or promote",
@@ -178,10 +199,16 @@ def add_parsers(commands) -> None:
             stat.add_stat_arguments(action, with_state_dir=False)  # -o among them
         else:
             add_output(action)
-        if name in ("status", "set", "rollback"):
+        if name == "status":
             action.add_argument("--admin", metavar="URL", help="Envoy admin URL, for a gateway not started by `up`")
         else:
             action.set_defaults(admin=None)
+        if name in ("set", "rollback", "promote"):
+            kubernetes.add_arguments(action)
+        if name in ("set", "rollback"):
+            action.add_argument("--runtime-dir", type=Path, metavar="DIR",
+                                help="write the weights layer in DIR (its ..data symlink), for gateways not "
+                                     "started by `up` that read it")
         if name != "status":
             action.add_argument("--wait", action="store_true",
                                 help="if another change is in progress, wait for it instead of giving up "

@@ -19,6 +19,8 @@ MEANINGS = {
 _CHANGE = {NO_STACK: "no stack is running", BUSY: "another change is in progress (or use --wait)",
            UNREACHABLE: "the supervisor did not answer", INTERRUPTED: "Ctrl-C: the supervisor finishes the change"}
 _CHECK = {INTERRUPTED: "Ctrl-C: nothing was changed"}
+# canary set|rollback|promote --kubernetes: kubectl in place of the supervisor.
+_KUBECTL = {UNREACHABLE: "the supervisor did not answer, or (--kubernetes) kubectl is not installed"}
 
 _STAT = {OK: "shown (with --watch: until Ctrl-C)", USAGE: "bad flag value",
          UNREACHABLE: "nothing could be read: neither the gateway nor a source of figures answered",
@@ -39,12 +41,14 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "down": {OK: "stopped (or nothing was running)", USAGE: "bad flag value", **_CHECK},
     "stat": _STAT,
     "canary status": _STAT,
-    "canary set": {OK: "the new split is in force", FAILED: "the supervisor could not apply it (nothing changed)",
-                   USAGE: "not a whole number from 0 to 100", **_CHANGE},
-    "canary rollback": {OK: "every call goes to the stable pool", FAILED: "the supervisor could not apply it",
-                        USAGE: "bad flag value", **_CHANGE},
+    "canary set": {OK: "the new split is in force on every gateway", FAILED: "the supervisor could not apply it "
+                   "(nothing changed), or kubectl failed (its message says why)",
+                   USAGE: "not a whole number from 0 to 100", **_CHANGE, **_KUBECTL},
+    "canary rollback": {OK: "every call goes to the stable pool", FAILED: "the supervisor (or kubectl) could not "
+                        "apply it", USAGE: "bad flag value", **_CHANGE, **_KUBECTL},
     "canary promote": {OK: "stable runs the canary's version", FAILED: "a replica did not start on the new "
-                       "version: the mesh was put back as it was", USAGE: "bad flag value", **_CHANGE},
+                       "version: the mesh was put back as it was; with --kubernetes, a kubectl step failed and the "
+                       "canary keeps 100 %", USAGE: "bad flag value", **_CHANGE, **_KUBECTL},
     "canary bypass": {OK: "the canary pool runs with the new setting", FAILED: "a replica did not start: the "
                       "pool was put back as it was", USAGE: "bad flag value", **_CHANGE},
     "canary rollout": {OK: "promoted", FAILED: "a step failed: rolled back to stable",
@@ -63,7 +67,7 @@ EXIT_CODES: dict[str, dict[int, str]] = {
               USAGE: "unknown environment or missing file", NO_STACK: "local: no stack is running", **_CHECK},
     "gate": {OK: "every interval met the SLOs", FAILED: "an SLO was violated", USAGE: "bad flag value or unknown "
              "environment", INCONCLUSIVE: "no traffic in some interval", UNREACHABLE: "Prometheus unreachable",
-             NO_STACK: "local: no stack is running", **_CHECK},
+             NO_STACK: "local: no stack is running (and no --prometheus given)", **_CHECK},
     "frontend-check": {OK: "every check passed", FAILED: "a check failed", USAGE: "unknown environment, or it "
                        "serves no page", NO_STACK: "local: no stack is running", **_CHECK},
     "bench": {OK: "every reply was verified", FAILED: "some replies could not be verified", USAGE: "bad flag value",

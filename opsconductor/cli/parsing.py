@@ -138,3 +138,20 @@ def existing_dir(text: str) -> Path:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"no such directory: {text}")
     return path
+
+
+MAX_URL_CHARS = 2048
+
+
+def http_url(text: str) -> str:
+    """An http(s) URL with a host, such as a Prometheus behind `kubectl port-forward`."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if len(text) > MAX_URL_CHARS or parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text[:80]!r}")
+    return text.rstrip("/")

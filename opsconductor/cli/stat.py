@@ -18,7 +18,7 @@ from opsconductor.cli.parsing import command, full_name, seconds, window
 from opsconductor.gateway.admin import EnvoyAdmin
 from opsconductor.identity import operator
 from opsconductor.observability import golden, prometheus, scraped
-from opsconductor.stack import state
+from opsconductor.stack import state, weights
 from services.common.names import POOLS
 
 _CLEAR = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
@@ -107,6 +107,10 @@ def show(args: argparse.Namespace) -> int:
     def reading() -> golden.Report:
         made = golden.report(source, admin, POOLS, replicas, args.window, per_replica=args.replicas)
         made.problems[:0] = notes
+        if stack is not None and not args.admin:
+            made.gateways = weights.applied(weights.gateway_admins(stack))
+            if weights.disagreement(made.gateways):
+                made.problems.append(weights.disagreement(made.gateways))
         return made
 
     if not args.watch:

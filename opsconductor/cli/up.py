@@ -16,7 +16,8 @@ from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT, JwtSettings
 from opsconductor.stack import lifecycle, traces
 from opsconductor.stack.components import RestartPolicy
 from opsconductor.stack.console import Console
-from opsconductor.stack.ports import MAX_REPLICAS, REPLICA_PORT_NAMES, Ports, base_port_flag, port_flag
+from opsconductor.stack.ports import (MAX_GATEWAY_REPLICAS, MAX_REPLICAS, REPLICA_PORT_NAMES, Ports, base_port_flag,
+                                      gateway_base_flag, port_flag)
 from opsconductor.stack.spec import NotACheckout, StackSpec, version_of
 from services.common.logs import LOG_FORMATS
 from services.common.names import POOLS
@@ -25,6 +26,7 @@ EXAMPLES = (
     ("opsconductor up", "everything in the foreground; Ctrl-C stops it"),
     ("opsconductor up --detach", "in the background (then status, down)"),
     ("opsconductor up --gateway-port 4000 --stable-base-port 21000", "other ports"),
+    ("opsconductor up --gateway-replicas 2", "two Envoys that split calls alike"),
     ("opsconductor up --canary-source ../opsconductor-v0.2.0", "canary a real new version"),
     ("opsconductor up --log-format json | jq .", "JSON log lines"),
     ("opsconductor up --trace-sample 100", "trace every call (default 1 %)"),
@@ -40,6 +42,11 @@ def add_parsers(commands) -> None:
     up.add_argument("--detach", action="store_true", help="keep running in the background (see status, down)")
     up.add_argument("--stable-replicas", type=count, default=1, metavar="N", help="stable replicas (default 1)")
     up.add_argument("--canary-replicas", type=count, default=1, metavar="N", help="canary replicas (default 1)")
+    up.add_argument("--gateway-replicas", type=count, default=1, metavar="N",
+                    help=f"Envoys sharing one weights layer, each on its own ports (default 1, at most "
+                         f"{MAX_GATEWAY_REPLICAS})")
+    up.add_argument(gateway_base_flag(), dest="gateway_base_port", type=port, metavar="PORT",
+                    help="gateway replicas 2 … N listen on the 3×(N-1) ports from PORT (default: the port table)")
     up.add_argument("--canary-source", type=existing_dir, metavar="DIR",
                     help="run the canary pool from another checkout (e.g. a git worktree of a release)")
     up.add_argument("--stable-source", type=existing_dir, metavar="DIR",
@@ -94,6 +101,8 @@ class UsageError(ValueError):
 def spec_from_args(args: argparse.Namespace) -> StackSpec:
     if args.stable_replicas > MAX_REPLICAS or args.canary_replicas > MAX_REPLICAS:
         raise UsageError(f"replicas must be between 1 and {MAX_REPLICAS}")
+    if args.gateway_replicas > MAX_GATEWAY_REPLICAS:
+        raise UsageError(f"--gateway-replicas must be between 1 and {MAX_GATEWAY_REPLICAS}")
     canary_env = {"FEATURE_BYPASS_LLM": "true"}
     for item in args.canary_env:
         key, sep, value = item.partition("=")
@@ -115,7 +124,8 @@ def spec_from_args(args: argparse.Namespace) -> StackSpec:
                          canary=version_of(args.canary_source, canary_env), scrape_interval_s=args.scrape_interval,
                          with_prometheus=not args.no_prometheus, with_page=not args.no_page,
                          auto_service_ports=args.service_ports == "auto", envoy_overrides=envoy,
-                         base_ports=base_ports,
+                         base_ports=base_ports, gateway_replicas=args.gateway_replicas,
+                         gateway_base_port=args.gateway_base_port,
                          restart=RestartPolicy(backoff_s=args.restart_backoff,
                                                max_backoff_s=max(30.0, args.restart_backoff),
                                                crash_loop_limit=args.crash_loop_limit),

@@ -1,9 +1,9 @@
-"""Client of the gateway's Envoy admin: canary weights, pool health and per-pool gRPC calls."""
+"""Client of the gateway's Envoy admin (read only): the weights it applies, pool health and
+per-pool gRPC calls."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import urllib.error
 import urllib.parse
@@ -14,7 +14,6 @@ from typing import Any
 from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX
 from services.common.names import AUTOMATION_SERVICE, POOLS
 
-_LOGGER = logging.getLogger(__name__)
 
 # Health flags Envoy puts on a host that does not take traffic (GET /clusters?format=json).
 _UNHEALTHY_FLAGS = (
@@ -86,18 +85,9 @@ class EnvoyAdmin:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def set_weights(self, stable: object, canary: object) -> Weights:
-        """Sets the split of AutomationService calls; effective at once, lost on restart."""
-        weights = validate_weights(stable, canary)
-        query = urllib.parse.urlencode({f"{RUNTIME_KEY_PREFIX}.stable": weights.stable,
-                                        f"{RUNTIME_KEY_PREFIX}.canary": weights.canary})
-        self._request(f"/runtime_modify?{query}", method="POST")
-        _LOGGER.info("gateway weights set", extra={"stable": weights.stable,
-                                                   "canary": weights.canary})
-        return weights
-
     def weights(self) -> Weights:
-        """The split in force (the admin layer's value, else the configured one)."""
+        """The split this Envoy applies: the final value of each runtime key (the shared
+        weights layer's, else the configured one)."""
         entries = self._json("/runtime")["entries"]
         values = []
         for pool in POOLS:

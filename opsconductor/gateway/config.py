@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsconductor import yamltext
+from opsconductor.gateway import runtime
 from opsconductor.gateway.clusters import clusters
 from opsconductor.gateway.listeners import gateway_listener, stats_listener
 from opsconductor.gateway.tls import bootstrap_node
@@ -23,14 +24,13 @@ def render(settings: EnvoySettings) -> dict[str, Any]:
         **bootstrap_node(s.mesh_tls, s.edge_tls),
         "admin": {"address": socket_address(s.admin_address, s.admin_port)},
         "layered_runtime": {
-            "layers": [
-                # The static layer makes the weights visible in GET /runtime from the start;
-                # the admin layer is what POST /runtime_modify writes (memory only: a restart
-                # goes back to these values).
-                {"name": "static", "static_layer": {
-                    **_default_weights(s), **(runtime_defaults(s.tracing) if s.tracing is not None else {})}},
-                {"name": "admin", "admin_layer": {}},
-            ]
+            # The static layer holds the configured split (and the tracer's sampling); the
+            # weights layer on disk, shared by every replica, overrides the split. No admin
+            # layer: a `POST /runtime_modify` would change one process only, and replicas
+            # would disagree.
+            "layers": [{"name": "static", "static_layer": {
+                           **_default_weights(s), **(runtime_defaults(s.tracing) if s.tracing is not None else {})}},
+                       *([runtime.disk_layer(s.runtime_dir)] if s.runtime_dir else [])],
         },
         "overload_manager": {
             "resource_monitors": [

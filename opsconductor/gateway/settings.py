@@ -10,7 +10,7 @@ from opsconductor.gateway.tls import EdgeTls, MeshTls
 from opsconductor.stack.ports import LOCAL_PORTS, replica_ports
 
 # Route-level clusters are named after the pools; the runtime key of a pool's weight is
-# "<RUNTIME_KEY_PREFIX>.<pool>", which is what `POST /runtime_modify` on the admin port sets.
+# "<RUNTIME_KEY_PREFIX>.<pool>", a file of the weights layer (opsconductor/gateway/runtime.py).
 RUNTIME_KEY_PREFIX = "routing.automation"
 CANARY_HEADER = "x-canary"
 RATE_LIMITED_HEADER = "x-ratelimited"
@@ -73,6 +73,9 @@ class EnvoySettings:
     stats_port: int = LOCAL_PORTS.envoy_stats
     cors_origins: tuple[str, ...] = (f"http://127.0.0.1:{LOCAL_PORTS.page}", f"http://localhost:{LOCAL_PORTS.page}")
     canary_weight: int = 10
+    # Where the shared weights layer is (its `..data` symlink): every replica reading the same
+    # directory splits alike. Empty: the configured split only.
+    runtime_dir: str = ""
     # Above the services' own 30 s deadline, so their TIMEOUT reaches the caller and a slow
     # call is never cut by Envoy and re-run on another host.
     route_timeout_s: int = 35

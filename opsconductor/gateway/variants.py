@@ -23,6 +23,12 @@ EDGE_TLS = EdgeTls(cert_file="/etc/envoy/edge/tls.crt", key_file="/etc/envoy/edg
 AUTOMATION_PORT = 3003
 OTLP_PORT = 4317  # the OpenTelemetry Collector's OTLP/gRPC receiver
 GENERATED_BY = "`make generate` (opsconductor/gateway/variants.py)"
+# Where compose and Kubernetes mount the weights layer every gateway replica reads (in
+# Kubernetes ConfigMap "gateway-weights"; opsconductor/release/kubernetes.py changes it).
+RUNTIME_DIR = "/etc/envoy/runtime"
+# `up`'s layer in the default state directory (opsconductor/stack/weights.py), relative to
+# where `up` runs.
+LOCAL_RUNTIME_DIR = ".opsconductor/runtime"
 
 
 def local_settings(stable_replicas: int = 1, canary_replicas: int = 1,
@@ -32,6 +38,7 @@ def local_settings(stable_replicas: int = 1, canary_replicas: int = 1,
         stable_hosts=tuple(("127.0.0.1", replica_ports("stable", i)["automation"]) for i in range(stable_replicas)),
         canary_hosts=tuple(("127.0.0.1", replica_ports("canary", i)["automation"]) for i in range(canary_replicas)),
         tracing=TracingSettings(),  # to the local trace store, on its port-table port
+        runtime_dir=LOCAL_RUNTIME_DIR,
     ), **overrides)
 
 
@@ -45,6 +52,7 @@ def compose_settings() -> EnvoySettings:
         stats_address="0.0.0.0",
         mesh_tls=MESH_TLS,
         tracing=TracingSettings(collector=("otel-collector", OTLP_PORT), discovery="STRICT_DNS"),
+        runtime_dir=RUNTIME_DIR,
     )
 
 

@@ -75,5 +75,4 @@ def identity_yaml() -> str:
 
 def documents_yaml(documents: list[dict[str, Any]], header: str) -> str:
     """Several Kubernetes objects in one file."""
-    return "---\n".join(yamltext.dump(document, header=header if i == 0 else "")
-                         for i, document in enumerate(documents))
+    return yamltext.dump_all(documents, header)

@@ -46,6 +46,8 @@ class Report:
     at: float
     rows: list[Row]
     problems: list[str] = field(default_factory=list)
+    # The weights each gateway replica applies, read from its runtime (name -> weights or error).
+    gateways: dict[str, dict[str, int] | str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -251,6 +253,10 @@ def table(report_: Report) -> str:
                      f"{_ms(row.p50_s):>9} {_ms(row.p95_s):>9} {_ms(row.p99_s):>9}  {row.state}")
     at = time.strftime("%H:%M:%S", time.localtime(report_.at))
     lines.append(f"window {report_.window} · {report_.source} · {at}")
+    if len(report_.gateways) > 1:
+        lines.append("gateways: " + " · ".join(
+            f"{name} {value['stable']}/{value['canary']}" if isinstance(value, dict) else f"{name} unknown"
+            for name, value in report_.gateways.items()))
     lines.extend(f"! {problem}" for problem in report_.problems)
     return "\n".join(lines)
 

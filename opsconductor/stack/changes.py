@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from opsconductor.stack.control import Command
 from opsconductor.stack.operations import Progress, Say, Work
 from opsconductor.stack.spec import Version
+from opsconductor.gateway.admin import Weights
 from opsconductor.stack.weights import set_canary_share
 from services.common.names import POOLS
 
@@ -66,11 +67,19 @@ def _names(stack: Stack, value: object) -> list[str]:
 
 # --- the operations ----------------------------------------------------------------------------------
 
+def share(stack: Stack, percent: int) -> Weights:
+    """The canary's share set in the stack's weights file and layer, once every gateway applies it."""
+    return set_canary_share(stack.spec.state_dir, percent, stack.gateway_admins())
+
+
 def _set_weights(stack: Stack, percent: int) -> tuple[str, Work]:
     def work(say: Progress) -> dict:
-        weights = set_canary_share(stack.admin, stack.spec.state_dir, percent)
-        say(f"weights: stable {weights.stable} % / canary {weights.canary} %")
-        return {"weights": asdict(weights)}
+        started = time.monotonic()
+        weights = share(stack, percent)
+        took_ms = (time.monotonic() - started) * 1000
+        say(f"weights: stable {weights.stable} % / canary {weights.canary} %, applied by "
+            f"{len(stack.gateways)} gateway(s) in {took_ms:.0f} ms")
+        return {"weights": asdict(weights), "took_ms": round(took_ms, 1), "gateways": len(stack.gateways)}
 
     return f"canary share to {percent} %", work
 
@@ -78,7 +87,7 @@ def _set_weights(stack: Stack, percent: int) -> tuple[str, Work]:
 def _rollback(stack: Stack) -> tuple[str, Work]:
     def work(say: Progress) -> dict:
         started = time.monotonic()
-        weights = set_canary_share(stack.admin, stack.spec.state_dir, 0)
+        weights = share(stack, 0)
         took_ms = (time.monotonic() - started) * 1000
         say(f"rolled back: every call goes to the stable pool ({took_ms:.0f} ms)")
         return {"weights": asdict(weights), "took_ms": round(took_ms, 1)}
@@ -90,15 +99,15 @@ def _promote(stack: Stack) -> tuple[str, Work]:
     def work(say: Progress) -> dict:
         before = stack.admin.weights()
         canary = stack.current_version("canary")
-        set_canary_share(stack.admin, stack.spec.state_dir, 100)
+        share(stack, 100)
         say("canary takes 100 % while the stable pool restarts on its version")
         try:
             restart_pool(stack, "stable", Version(canary.source, canary.version, dict(canary.env)), say)
         except Exception:
-            set_canary_share(stack.admin, stack.spec.state_dir, before.canary)
+            share(stack, before.canary)
             say(f"weights back to stable {before.stable} % / canary {before.canary} %: the mesh is as it was")
             raise
-        weights = set_canary_share(stack.admin, stack.spec.state_dir, 0)
+        weights = share(stack, 0)
         say("stable now runs the canary's version and takes 100 % again")
         return {"weights": asdict(weights), "version": canary.version or "(working tree)"}
 

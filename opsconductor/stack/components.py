@@ -52,6 +52,7 @@ class ComponentSpec:
     version: str = ""
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     essential: bool = False  # when it cannot be kept up, the whole stack stops
+    replica_set: str = ""  # the set of interchangeable replicas it is one of (e.g. "gateway")
     before_start: Callable[[], None] | None = None  # runs before each start (e.g. write its config)
     after_ready: Callable[[], None] | None = None  # runs after each start once ready
     start_timeout_s: float = 60.0

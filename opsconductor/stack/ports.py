@@ -27,6 +27,10 @@ REPLICA_BASES = {
                "automation_health": 9330, "pipeline_health": 9430},
 }
 LOWEST_PORT, HIGHEST_PORT = 1, 65535
+# Gateway replica 0 listens on the fixed ports (Ports); replica i ≥ 1 at base + i - 1.
+MAX_GATEWAY_REPLICAS = 20
+GATEWAY_PORT_NAMES = ("gateway", "envoy_admin", "envoy_stats")
+GATEWAY_REPLICA_BASES = {"gateway": 3050, "envoy_admin": 9950, "envoy_stats": 9970}
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,31 @@ def replica_ports(pool: str, index: int, base_port: int | None = None, replicas:
     return {name: base + index for name, base in pool_bases(pool, base_port, replicas).items()}
 
 
-def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]]) -> None:
+def gateway_base_flag() -> str:
+    return "--gateway-base-port"
+
+
+def gateway_ports(fixed: Ports, index: int, base_port: int | None = None, replicas: int = MAX_GATEWAY_REPLICAS
+                  ) -> dict[str, int]:
+    """Gateway replica `index`'s ports by GATEWAY_PORT_NAMES: replica 0 has the fixed ones;
+    the others the table's, or with a base port a block of 3 × (replicas - 1) ports from it
+    (every listener port, then every admin port, then every stats port)."""
+    if not 0 <= index < min(replicas, MAX_GATEWAY_REPLICAS):
+        raise ValueError(f"at most {MAX_GATEWAY_REPLICAS} gateway replicas")
+    if index == 0:
+        return {name: getattr(fixed, name) for name in GATEWAY_PORT_NAMES}
+    if base_port is None:
+        return {name: base + index - 1 for name, base in GATEWAY_REPLICA_BASES.items()}
+    return {name: base_port + offset * (replicas - 1) + index - 1 for offset, name in enumerate(GATEWAY_PORT_NAMES)}
+
+
+def check_layout(fixed: Ports, replicas: Mapping[str, list[dict[str, int]]],
+                 gateways: list[dict[str, int]] = ()) -> None:
     """Raises ValueError naming the first port out of range or used twice."""
     uses: dict[int, str] = {}
     named = [(PORT_LABELS[f.name].split(" (")[0], getattr(fixed, f.name)) for f in fields(fixed)]
+    for index, ports in enumerate(gateways[1:], start=2):
+        named += [(f"gateway-{index} {PORT_LABELS[name].split(' (')[0]}", port) for name, port in ports.items()]
     for pool, ports_of_replicas in replicas.items():
         for index, ports in enumerate(ports_of_replicas):
             named += [(f"{pool}-{index + 1} {replica_port_label(name)}", port) for name, port in ports.items()]
@@ -203,13 +228,18 @@ def markdown_table() -> str:
         for name in REPLICA_PORT_NAMES:
             lines.append(f"| {pool} replica *i* (0-based): {replica_port_label(name)} | {bases[name]}+*i* "
                          f"| `{base_port_flag(pool)}` |")
+    for name in GATEWAY_PORT_NAMES:
+        lines.append(f"| gateway replica *i* ≥ 1 (`--gateway-replicas`): {PORT_LABELS[name].split(' (')[0]} "
+                     f"| {GATEWAY_REPLICA_BASES[name]}+*i*-1 | `{gateway_base_flag()}` |")
     offsets = {0: "", 1: "N+"}
     order = ", ".join(f"{replica_port_label(name)} B+{offsets.get(offset, f'{offset}N+')}*i*"
                       for offset, name in enumerate(REPLICA_PORT_NAMES))
     lines += ["", f"`{base_port_flag('stable')} B` (or `{base_port_flag('canary')} B`) gives that pool of N "
               f"replicas the {len(REPLICA_PORT_NAMES)}×N ports from B instead: {order}. "
               "`--service-ports auto` gives every replica free ports instead. `up` refuses a port out of "
-              f"range or used twice (exit code 2), and a port another process holds (exit code 1), naming it."]
+              f"range or used twice (exit code 2), and a port another process holds (exit code 1), naming it. "
+              f"`{gateway_base_flag()} B` gives gateway replicas 1 … G-1 listener ports from B, admin ports from "
+              "B+(G-1) and stats ports from B+2(G-1)."]
     return "\n".join(lines)
 
 

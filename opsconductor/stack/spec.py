@@ -10,7 +10,7 @@ from pathlib import Path
 
 from opsconductor.identity.spec import TlsSpec
 from opsconductor.stack.components import RestartPolicy
-from opsconductor.stack.ports import Ports, check_layout, replica_ports
+from opsconductor.stack.ports import Ports, check_layout, gateway_ports, replica_ports
 from opsconductor.stack.traces import TraceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,11 +80,18 @@ class StackSpec:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     traces: TraceSpec = TraceSpec()  # sampling, and the local store or a real backend
     tls: TlsSpec = TlsSpec()  # mTLS inside the mesh (on), TLS at the edge (off)
+    gateway_replicas: int = 1  # Envoys sharing the weights layer, each on its own ports
+    gateway_base_port: int | None = None  # where replicas 1 … N-1 listen, instead of the table
 
     def __post_init__(self) -> None:
-        if not self.auto_service_ports:
-            check_layout(self.ports, {pool: [self.replica_ports(pool, i) for i in range(self.replicas(pool))]
-                                      for pool in ("stable", "canary")})
+        gateways = [self.gateway_ports(i) for i in range(self.gateway_replicas)]
+        check_layout(self.ports, {} if self.auto_service_ports else {
+            pool: [self.replica_ports(pool, i) for i in range(self.replicas(pool))] for pool in ("stable", "canary")},
+            gateways)
+
+    def gateway_ports(self, index: int) -> dict[str, int]:
+        """Gateway replica `index`'s listener, admin and stats ports (opsconductor/stack/ports.py)."""
+        return gateway_ports(self.ports, index, self.gateway_base_port, self.gateway_replicas)
 
     def version(self, pool: str) -> Version:
         return self.stable if pool == "stable" else self.canary

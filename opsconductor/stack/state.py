@@ -15,7 +15,8 @@ from opsconductor.gateway.admin import Weights
 
 STATE_DIR_VARIABLE = "OPSCONDUCTOR_STATE_DIR"
 STATE_FILE = "stack.json"
-WEIGHTS_FILE = "weights.json"
+WEIGHTS_FILE = "weights.json"  # the canary weights: their one source
+RUNTIME_DIR = "runtime"  # the runtime layer every gateway reads, made from weights.json
 OPERATIONS_FILE = "operations.json"
 CONTROL_SOCKET = "control.sock"
 LOG_DIR = "logs"
@@ -33,6 +34,13 @@ ENDPOINT_LABELS = {
     PROMETHEUS: "Prometheus",
     TRACES: "trace store (query API)",
 }
+
+
+def endpoint_label(key: str) -> str:
+    """How `up` shows an endpoint; gateway replica N's listener is "gateway-N"."""
+    if key.startswith(f"{GATEWAY}-") and key.removeprefix(f"{GATEWAY}-").isdigit():
+        return f"{ENDPOINT_LABELS[GATEWAY]} replica {key.removeprefix(f'{GATEWAY}-')}"
+    return ENDPOINT_LABELS[key]
 
 
 def default_dir() -> Path:
@@ -65,6 +73,7 @@ class ComponentState:
     last_exit: str = ""  # "signal 9 (SIGKILL)", "exit code 2", or "" when it never exited
     last_exit_at: float | None = None
     essential: bool = False  # the stack stops when it cannot be kept up
+    replica_set: str = ""  # the set of interchangeable replicas it belongs to ("gateway")
 
 
 @dataclass
@@ -134,7 +143,7 @@ class StackState:
     def labelled_endpoints(self) -> list[tuple[str, str]]:
         """(label, address) of every endpoint, as `up` prints them."""
         rows = [(f"{r.name} automation", r.automation) for r in self.replicas]
-        rows += [(ENDPOINT_LABELS[key], address) for key, address in self.endpoints.items()]
+        rows += [(endpoint_label(key), address) for key, address in self.endpoints.items()]
         return rows
 
     def write(self, state_dir: Path) -> None:

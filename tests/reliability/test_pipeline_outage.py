@@ -45,7 +45,7 @@ def timed_web(port: int) -> tuple[float, str]:
 @pytest.mark.timeout(90)
 def test_one_pools_pipeline_killed_under_load_fails_no_call(healed, figure):
     gateway = healed.gateway
-    gateway.admin.set_weights(50, 50)
+    gateway.set_weights(50, 50)
     with Traffic(gateway.target, rate=100) as traffic:
         wait_for(lambda: traffic.ok["canary"] >= 50, 30, "calls to reach the canary")
         healed.canary[0].pipeline.stop(signal.SIGKILL)

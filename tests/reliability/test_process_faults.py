@@ -34,7 +34,7 @@ def total(*traffics: Traffic) -> int:
 @pytest.mark.timeout(120)
 def test_sigkill_of_the_canary_pool_with_calls_in_flight_fails_no_call(healed, figure):
     gateway = healed.gateway
-    gateway.admin.set_weights(50, 50)
+    gateway.set_weights(50, 50)
     canary = healed.canary[0]
     # Pings keep a steady rate; slow calls, back to back, make sure some are running on the
     # canary at the moment it dies (Envoy must retry those on the stable pool).

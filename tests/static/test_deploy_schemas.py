@@ -24,14 +24,17 @@ def run(*argv: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-# cert-manager's kinds are not in Kubernetes' schemas: tests/static/test_cert_manager_schemas.py.
+# cert-manager's kinds are not in Kubernetes' schemas: tests/static/test_cert_manager_schemas.py;
+# nor are prometheus-operator's: tests/static/test_k8s_monitoring.py.
 CERT_MANAGER_FILES = ("identity.yaml",)
+PROMETHEUS_OPERATOR_DIR = "prometheus-operator"
 
 
 def k8s_files() -> list[Path]:
     """Every manifest of Kubernetes' own kinds (kustomization files are kustomize's)."""
     return sorted(path for path in K8S.rglob("*.yaml")
-                  if path.name != "kustomization.yaml" and path.name not in CERT_MANAGER_FILES)
+                  if path.name != "kustomization.yaml" and path.name not in CERT_MANAGER_FILES
+                  and PROMETHEUS_OPERATOR_DIR not in path.relative_to(K8S).parts)
 
 
 def dockerfile_copies() -> list[str]:

@@ -25,8 +25,10 @@ def envoy_validate(config_text: str, tmp_path: Path) -> str:
     """Runs `envoy --mode validate`; returns its output, failing on an error or any warning."""
     path = tmp_path / "envoy.yaml"
     path.write_text(config_text)
+    # Envoy watches the weights layer's directory from the start: the local variant's is relative.
+    (tmp_path / envoy_variants.LOCAL_RUNTIME_DIR).mkdir(parents=True, exist_ok=True)
     result = subprocess.run([ENVOY, "--mode", "validate", "-c", str(path), "--disable-hot-restart",
-                             "--log-level", "warn"], capture_output=True, text=True, timeout=60)
+                             "--log-level", "warn"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     # A deprecated field only warns; such a config breaks on a later Envoy, so it fails here.
@@ -53,6 +55,7 @@ def with_local_certificates(text: str, settings: EnvoySettings, tmp_path: Path) 
     for directory in ("identity", "edge"):
         write_bundle(root / directory, issued)
     (root / "sds").mkdir()
+    (root / "runtime").mkdir()  # the weights layer's mount
     for name, resource in sds_resources(settings.mesh_tls, settings.edge_tls).items():
         (root / "sds" / name).write_text(sds_yaml(resource).replace("/etc/envoy", str(root)))
     return text.replace("/etc/envoy/", f"{root}/")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from opsconductor.gateway.admin import AdminError, EnvoyAdmin
+from opsconductor.gateway import runtime
+from opsconductor.gateway.admin import AdminError, EnvoyAdmin, Weights, validate_weights
 from opsconductor.gateway.config import render, to_yaml
 from opsconductor.gateway.settings import EnvoySettings
+from opsconductor.stack.weights import wait_applied
 from tests.support.procs import BIN, Process, free_port, wait_held
 
 
@@ -43,6 +45,17 @@ class Gateway:
 
         wait_held(reached, hold_s, timeout, f"envoy to see healthy hosts {healthy}")
 
+    @property
+    def runtime_dir(self) -> Path:
+        return Path(self.settings.runtime_dir)
+
+    def set_weights(self, stable: object, canary: object) -> Weights:
+        """Publishes the split to the weights layer this gateway reads; returns once it applies it."""
+        weights = validate_weights(stable, canary)
+        runtime.publish(self.runtime_dir, weights)
+        wait_applied([self.admin], weights)
+        return weights
+
     def stop(self) -> None:
         self.process.stop()
 
@@ -57,8 +70,9 @@ def start_gateway(log_dir: Path, stable: tuple[str, ...], canary: tuple[str, ...
     settings = replace(EnvoySettings(
         stable_hosts=hosts(stable), canary_hosts=hosts(canary),
         listen_port=free_port(), admin_port=free_port(), stats_port=free_port(),
-        access_log_path=str(log_dir / f"{name}-access.log"),
+        access_log_path=str(log_dir / f"{name}-access.log"), runtime_dir=str(log_dir / f"{name}-runtime"),
     ), **overrides)
+    Path(settings.runtime_dir).mkdir(parents=True, exist_ok=True)
     config = log_dir / f"{name}.yaml"
     config.write_text(to_yaml(render(settings)))
     # --disable-hot-restart: several Envoys (and a developer's own) share the machine.

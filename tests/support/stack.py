@@ -96,7 +96,7 @@ def stack_ports() -> dict[str, int]:
 def up_argv(state_dir: Path, ports: dict[str, int], *extra: str) -> list[str]:
     """`opsconductor up` on `ports`, the services on free ports unless `extra` gives base ports."""
     argv = [str(BIN / "opsconductor"), "up", "--state-dir", str(state_dir)]
-    if not any(arg.endswith("-base-port") for arg in extra):
+    if not any(arg in ("--stable-base-port", "--canary-base-port") for arg in extra):
         argv += ["--service-ports", "auto"]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]

@@ -59,7 +59,7 @@ class Topology:
             # An automation whose pipeline came back is ready again only once it has seen that.
             pair.automation.wait_healthy(pair.health_target("automation"), AUTOMATION_SERVICE, 30)
         if self.gateway is not None:
-            self.gateway.admin.set_weights(90, 10)
+            self.gateway.set_weights(90, 10)
             hold_s = 1.5 * self.gateway.settings.health_check_interval_s if restarted else 0.0
             self.gateway.wait_pools_healthy({pool: len(pairs) for pool, pairs in self.pools.items()}, hold_s=hold_s)
 

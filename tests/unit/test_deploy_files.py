@@ -100,6 +100,9 @@ def test_compose_page_config_points_at_the_gateway_from_an_allowed_origin():
 def test_compose_mounts_files_that_exist():
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
+            if isinstance(volume, dict) and volume["type"] == "bind":  # a directory compose makes when missing
+                assert volume["bind"]["create_host_path"] and volume["source"].startswith("./"), volume
+                continue
             if isinstance(volume, dict):  # a named volume's subpath: the volume must be declared
                 assert volume["source"] in compose()["volumes"], f"{name} mounts undeclared {volume['source']}"
                 continue

@@ -5,6 +5,7 @@ each variant is in tests/static/test_envoy_validate.py.)"""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from opsconductor import yamltext
+from opsconductor.gateway import runtime
 from opsconductor.gateway import variants as envoy_variants
 from opsconductor.gateway.admin import EnvoyAdmin, PoolCalls, PoolHealth, Weights, validate_weights
 from opsconductor.gateway.config import render, to_yaml
@@ -104,7 +106,7 @@ def test_weighted_route_splits_90_10_by_default_under_runtime_keys():
     static = config["layered_runtime"]["layers"]
     assert {k: v for k, v in static[0]["static_layer"].items() if k.startswith("routing.")} == {
         "routing.automation.stable": 90, "routing.automation.canary": 10}
-    assert "admin_layer" in static[1], "without an admin layer /runtime_modify is refused"
+    assert not any("admin_layer" in layer for layer in static), "one process's override would split replicas"
 
 
 def test_canary_header_pins_a_pool_whatever_the_weights():
@@ -297,14 +299,42 @@ class CannedAdmin(EnvoyAdmin):
         raise AssertionError(f"unexpected {method} {path}")
 
 
-def test_set_weights_posts_both_runtime_keys_and_rejects_before_sending():
-    admin = CannedAdmin({"/runtime_modify": "OK"})
-    assert admin.set_weights(25, 75) == Weights(25, 75)
-    assert admin.sent == [("POST", "/runtime_modify?routing.automation.stable=25"
-                                   "&routing.automation.canary=75")]
+def test_the_weights_layer_is_swapped_whole_and_holds_one_generation(tmp_path):
+    runtime.publish(tmp_path, Weights(25, 75))
+    assert runtime.read(tmp_path) == Weights(25, 75)
+    first = (tmp_path / runtime.DATA_LINK).resolve()
+    runtime.publish(tmp_path, Weights(100, 0))
+    assert runtime.read(tmp_path) == Weights(100, 0)
+    assert (tmp_path / runtime.DATA_LINK).is_symlink() and not first.exists()
+    assert sorted(p.name for p in (tmp_path / runtime.DATA_LINK).iterdir()) == [
+        "routing.automation.canary", "routing.automation.stable"]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("..") and p.is_dir()
+            and not p.is_symlink()] == [(tmp_path / runtime.DATA_LINK).resolve()]
+
+
+@pytest.mark.parametrize("stable, canary", [(0, 0), (60, 60), (101, -1)])
+def test_bad_weights_never_reach_the_layer(tmp_path, stable, canary):
+    runtime.publish(tmp_path, Weights(90, 10))
     with pytest.raises(ValueError):
-        admin.set_weights(0, 0)
-    assert len(admin.sent) == 1
+        runtime.publish(tmp_path, Weights(stable, canary))
+    assert runtime.read(tmp_path) == Weights(90, 10)
+
+
+@pytest.mark.parametrize("content", ["ten", "9" * 40, "50.5"])
+def test_a_layer_value_that_is_not_a_weight_reads_as_none(tmp_path, content):
+    runtime.publish(tmp_path, Weights(50, 50))
+    (tmp_path / runtime.DATA_LINK / "routing.automation.canary").write_text(content)
+    assert runtime.read(tmp_path) is None
+
+
+def test_a_gateway_reads_the_shared_layer_and_has_no_admin_layer():
+    layers = render(replace(EnvoySettings(), runtime_dir="/srv/weights"))["layered_runtime"]["layers"]
+    assert [next(iter(set(layer) - {"name"})) for layer in layers] == ["static_layer", "disk_layer"]
+    assert layers[1]["disk_layer"] == {"symlink_root": "/srv/weights/..data", "subdirectory": "."}
+    assert [list(layer) for layer in render(EnvoySettings())["layered_runtime"]["layers"]] == [["name", "static_layer"]]
+    for variant in ("compose", "k8s", "production"):
+        layers = render(envoy_variants.VARIANTS[variant]())["layered_runtime"]["layers"]
+        assert layers[-1]["disk_layer"]["symlink_root"] == f"{envoy_variants.RUNTIME_DIR}/..data", variant
 
 
 def test_weights_read_the_final_runtime_values():
@@ -353,15 +383,18 @@ def test_pool_calls_add_up_grpc_and_grpc_web_by_status():
 
 
 def test_up_runs_the_committed_local_render_with_its_own_access_log(tmp_path):
-    # envoy/envoy.local.yaml is what `up` runs on the default ports; only the log path differs.
-    from dataclasses import replace
-
+    # envoy/envoy.local.yaml is what `up` runs on the default ports; only the log path and the
+    # weights layer's directory (the committed one is the default state directory's) differ.
+    from opsconductor.stack import state
     from opsconductor.stack.spec import StackSpec
     from opsconductor.stack.supervisor import Stack
 
     settings = Stack(StackSpec(state_dir=tmp_path)).envoy_settings()
     assert settings.access_log_path == str(tmp_path / "logs" / "envoy-access.log")
-    assert replace(settings, access_log_path="/dev/stdout") == envoy_variants.local_settings()
+    assert settings.runtime_dir == str(tmp_path.resolve() / state.RUNTIME_DIR)
+    assert envoy_variants.LOCAL_RUNTIME_DIR == f".opsconductor/{state.RUNTIME_DIR}"
+    assert replace(settings, access_log_path="/dev/stdout", runtime_dir=envoy_variants.LOCAL_RUNTIME_DIR) == \
+        envoy_variants.local_settings()
 
 
 # --- traces ------------------------------------------------------------------------------------

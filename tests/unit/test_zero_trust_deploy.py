@@ -129,7 +129,8 @@ def test_compose_turns_mtls_on_for_every_service_with_its_own_certificate():
         assert mount["volume"]["subpath"] == f"{pool}-{service}" and mount["read_only"] is True
         assert services[name]["depends_on"]["certificates"]["condition"] == "service_completed_successfully"
     for name, subpath in (("gateway", "gateway"), ("prometheus", "prometheus")):
-        assert [v["volume"]["subpath"] for v in services[name]["volumes"] if isinstance(v, dict)] == [subpath]
+        named = [v for v in services[name]["volumes"] if isinstance(v, dict) and v["type"] == "volume"]
+        assert [v["volume"]["subpath"] for v in named] == [subpath]
 
 
 def test_secret_names_follow_the_workloads():
