@@ -139,7 +139,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def _signal(self, request: dict) -> None:
         name = request.get("command")
         if name not in self.control.signals:
-            self._send({"event": "error", "message": f"unknown signal {name!r}"})
+            self._send({"event": "error", "message": f"unknown signal {str(name)[:64]!r}"})
             return
         try:
             result = self.control.signals[name](dict(request.get("args") or {}))

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from opsconductor.observability.prometheus import PrometheusError, duration_s
-from opsconductor.release import rollout
-from opsconductor.release.analysis import CanaryCriteria, check_interval, window_for
+from opsconductor.release import gate, rollout
+from opsconductor.release.analysis import CanaryCriteria, Slo, check_interval, window_for
 from opsconductor.release.plot import write_plot
 from opsconductor.stack import rollouts, state
 from tests.unit.test_release_analysis import HEALTHY, FakePrometheus, FakeStack
@@ -202,3 +202,15 @@ def test_prometheus_durations(text, seconds):
 def test_bad_prometheus_durations(text):
     with pytest.raises(PrometheusError):
         duration_s(text)
+
+
+# --- the gate, one pool at a time ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pool", "code"), [("canary", 1), ("stable", 0), (None, 0)])
+def test_the_gate_judges_the_pool_asked_for(pool, code):
+    # The canary fails one call in ten; diluted by stable's traffic, the service as a whole passes.
+    readings = {"canary": {**HEALTHY, "error_ratio": 0.1}, "stable": HEALTHY, None: {**HEALTHY, "error_ratio": 0.005}}
+    plan = gate.GatePlan(minutes=0.1, interval_s=3.0, window="6s", slo=Slo(), pool=pool)
+    query = FakePrometheus("6s", readings)
+    assert gate.run_gate(query, plan, echo=lambda line: None, sleep=lambda s: None) == code
+    assert query.asked and all(query._meaning[expr][0] == pool for expr in query.asked)
