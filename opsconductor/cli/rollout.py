@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds a step may hold for traffic (default {rollout.HOLD_INTERVALS} intervals)")
     parser.add_argument("--no-edge", dest="edge", action="store_false",
                         help="judge from the automation's metrics only, not also from the gateway's")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a smoke test pinned to the canary (x-canary: always) before the first step and after "
+                             "each; a failure fails the rollout")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the queries, change nothing")
     watch = parser.add_mutually_exclusive_group()
     watch.add_argument("--watch", dest="watch", action="store_true", default=None,
@@ -64,7 +67,7 @@ def _echo(args: argparse.Namespace):
 
 def _command_args(args: argparse.Namespace) -> dict:
     return {"steps": list(args.steps), "interval_s": args.interval, "min_calls": args.min_calls,
-            "hold_timeout_s": args.hold_timeout, "edge": args.edge}
+            "hold_timeout_s": args.hold_timeout, "edge": args.edge, "smoke": args.smoke}
 
 
 def _stack(args: argparse.Namespace) -> state.StackState:
@@ -120,7 +123,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         scrape = prometheus.scrape_interval(stack_state.endpoint(state.PROMETHEUS))
     policy = rollout.Policy(steps=args.steps, interval_s=args.interval, hold_timeout_s=args.hold_timeout,
                             criteria=CanaryCriteria(min_calls=args.min_calls), scrape_interval_s=scrape,
-                            edge=args.edge)
+                            edge=args.edge, smoke=args.smoke)
     print(rollout.plan(policy))
     return exits.OK
 

@@ -32,6 +32,7 @@ class Policy:
     criteria: CanaryCriteria = field(default_factory=CanaryCriteria)
     scrape_interval_s: float = 15.0  # of the Prometheus the analysis reads
     edge: bool = True  # judge the canary from the gateway's view as well
+    smoke: bool = False  # a smoke test pinned to the canary before the first step and after each
 
     @property
     def window(self) -> str:
@@ -288,6 +289,7 @@ def record(policy: Policy, steps: list[Step], started_at: float, outcome: str | 
             "ended_at": None if outcome is None else time.time(),
             "interval_s": policy.interval_s, "window": policy.window, "hold_timeout_s": policy.hold_timeout,
             "scrape_interval_s": policy.scrape_interval_s, "min_calls": policy.criteria.min_calls,
+            "edge": policy.edge, "smoke": policy.smoke,
             "steps": list(policy.steps), "weight": steps[-1].weight if steps else None,
             "history": [step_data(step) for step in steps], **extra}
 
@@ -321,6 +323,8 @@ def plan(policy: Policy) -> str:
              f"SLO: error rate < {percent(c.slo.max_error_ratio)}, p95 < {millis(c.slo.max_p95_s, 0)}, "
              f"p99 < {millis(c.slo.max_p99_s, 0)}; against stable: error rate at most "
              f"+{percent(c.max_error_delta)}, p99 at most ×{c.max_latency_ratio:g}"]
+    if policy.smoke:
+        lines.append("smoke test pinned to the canary (x-canary: always) before the first step and after each")
     for pool in ("canary", "stable"):
         for name, expr in queries(policy.window, pool).items():
             lines.append(f"  {pool} {name}: {expr}")

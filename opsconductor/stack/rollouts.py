@@ -10,6 +10,7 @@ was given by a rollout nobody watches any more."""
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from opsconductor.gateway.admin import Weights
 from opsconductor.observability import prometheus
 from opsconductor.release import rollout
 from opsconductor.release.analysis import CanaryCriteria, check_interval
+from opsconductor.release.checks import run_checks
+from opsconductor.release.smoke import pinned_checks
 from opsconductor.stack import changes, state
 from opsconductor.stack.operations import Progress, Work
 from opsconductor.stack.weights import set_canary_share
@@ -50,7 +53,7 @@ def policy_of(args: dict, scrape_interval_s: float) -> rollout.Policy:
     check_interval(interval, scrape_interval_s)
     return rollout.Policy(steps=parsed, interval_s=interval, hold_timeout_s=hold_s,
                           criteria=CanaryCriteria(min_calls=min_calls), scrape_interval_s=scrape_interval_s,
-                          edge=bool(args.get("edge", True)))
+                          edge=args.get("edge", True) is not False, smoke=args.get("smoke") is True)
 
 
 def _number(value: object, name: str, most: float) -> float:
@@ -149,7 +152,8 @@ class Rollouts:
         actions = rollout.Actions(
             set_weight=lambda weight: set_canary_share(stack.admin, directory, weight),
             rollback=lambda: set_canary_share(stack.admin, directory, 0),
-            promote=lambda: _promote(stack, progress))
+            promote=lambda: _promote(stack, progress),
+            smoke=(lambda: pinned_smoke(stack.endpoints[state.GATEWAY])) if policy.smoke else None)
         self.control = control
         try:
             result = rollout.rollout(lambda expr: prometheus.scalar(url, expr), actions, policy, echo=progress,
@@ -171,6 +175,12 @@ class Rollouts:
                  f"{', plot ' + record['plot'] if record.get('plot') else ''}")
         return {"outcome": result.outcome, "promoted": result.promoted, "id": rollout_id, "plot": record.get("plot"),
                 "steps": [rollout.step_data(step) for step in result.steps]}
+
+
+def pinned_smoke(gateway: str) -> list[str]:
+    """The checks of a smoke test pinned to the canary that failed, each with what it found."""
+    results = run_checks(pinned_checks(gateway, "canary"), out=io.StringIO())  # the rollout says the outcome
+    return [f"{result.name}: {result.detail}" for result in results if not result.ok]
 
 
 def _promote(stack: Stack, progress: Progress) -> None:
