@@ -89,7 +89,9 @@ def _start(args: argparse.Namespace) -> int:
     args.following = False
     steps = [_step_of(data) for data in result.get("steps", [])]
     outcome = result.get("outcome", "")
-    text = "PROMOTED" if outcome == rollout.PROMOTED else f"{outcome.upper()}: rolled back to stable"
+    text = {rollout.PROMOTED: "PROMOTED", rollout.ABORTED: "ABORTED: rolled back to stable",
+            rollout.STOPPED: "STOPPED with the stack: rolled back when it starts again"}.get(
+        outcome, "FAILED: rolled back to stable")
     emit(args, result, lambda: rollout.report(steps, text) + (f"\nplot: {result['plot']}" if result.get("plot")
                                                                else ""))
     return exits.OK if outcome == rollout.PROMOTED else exits.FAILED

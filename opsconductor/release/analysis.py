@@ -115,9 +115,10 @@ def edge_problems(weight: int, reading: EdgeReading, criteria: CanaryCriteria) -
         problems.append("at the gateway: no healthy canary host")
     ratio = reading.error_ratio
     if reading.bad >= MIN_EDGE_FAILURES and ratio is not None and ratio >= criteria.slo.max_error_ratio:
-        problems.append(f"at the gateway: {reading.bad:.0f} of {reading.calls + reading.upstream_failures:.0f} "
-                        f"attempts failed ({reading.failed_calls:.0f} errors, {reading.upstream_failures:.0f} "
-                        f"refused/reset/timed out, {reading.failovers:.0f} failed over)")
+        problems.append(f"at the gateway: error rate {percent(ratio)} ≥ SLO {percent(criteria.slo.max_error_ratio)} "
+                        f"({reading.bad:.0f} of {reading.calls + reading.upstream_failures:.0f} attempts: "
+                        f"{reading.failed_calls:.0f} errors, {reading.upstream_failures:.0f} refused/reset/timed "
+                        f"out, {reading.failovers:.0f} failed over)")
     if reading.calls >= criteria.min_calls and reading.p99_s is not None and reading.p99_s >= criteria.slo.max_p99_s:
         problems.append(f"at the gateway: p99 {millis(reading.p99_s, 0)} ≥ SLO {millis(criteria.slo.max_p99_s, 0)}")
     return problems

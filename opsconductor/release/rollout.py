@@ -157,6 +157,7 @@ class _Run:
                 paused_for += self.clock() - started
                 if not self.control.interrupted():
                     self.echo(f"resumed at {step.weight} %")
+                    self.observe(self.steps)
                 continue
             self.sleep(min(left, every - since_sample, 1.0))
             spent = self.clock() - started

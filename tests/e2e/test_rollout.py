@@ -61,6 +61,10 @@ def test_pause_resume_and_abort_reach_the_rollout_mid_step(fast_stack):
         time.sleep(0.1)  # polling the record the rollout rewrites once paused
     assert status(fast_stack)["paused"] and canary_weight(fast_stack) == 40
     assert fast_stack.cli("canary", "rollout", "resume").returncode == 0
+    deadline = time.monotonic() + 10
+    while status(fast_stack).get("paused") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not status(fast_stack)["paused"]
     aborted = fast_stack.cli("canary", "rollout", "abort", "-o", "json")
     assert aborted.returncode == 0, aborted.stderr
     result = json.loads(aborted.stdout)
@@ -125,6 +129,8 @@ def test_a_too_short_interval_is_refused_on_the_default_scrape_interval(default_
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "scrapes every 15 s" in result.stderr and "--interval 60 or more" in result.stderr
     assert canary_weight(default_stack) == 10 and status(default_stack) == {"running": False}
+    plan = default_stack.cli("canary", "rollout", "--dry-run", "--interval", "60")
+    assert plan.returncode == 0 and "Prometheus scrapes every 15 s" in plan.stdout  # read from its config API
 
 
 def test_a_stack_restarted_mid_rollout_rolls_it_back_and_records_why(default_stack):
