@@ -11,7 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"canary": "#d95f02", "stable": "#1b9e77", "weight": "#7570b3"}
+COLOURS = {"canary": "#d95f02", "stable": "#1b9e77", "gateway": "#e7298a", "weight": "#7570b3"}
+LABELS = {"canary": "canary", "stable": "stable", "gateway": "canary's share at the gateway"}
 VERDICT_COLOURS = {"pass": "#1b9e77", "fail": "#d62728", "aborted": "#d62728", "stopped": "#7f7f7f"}
 
 
@@ -20,9 +21,14 @@ def _points(record: dict) -> list[dict]:
     points = []
     for step in record.get("history", []):
         points += step.get("samples") or []
-        for pool in ("canary", "stable"):
-            reading = step.get(pool)
+        for pool, key in (("canary", "canary"), ("stable", "stable"), ("gateway", "edge")):
+            reading = step.get(key)
             if reading and reading.get("at"):
+                if key == "edge":  # the record keeps its parts; the ratio is worked out as the verdict did
+                    attempts = reading["calls"] + reading["upstream_failures"]
+                    bad = reading["failed_calls"] + reading["upstream_failures"] + max(
+                        reading["calls"] - reading["served"], 0)
+                    reading = {**reading, "error_ratio": min(bad / attempts, 1.0) if attempts > 0 else None}
                 points.append({"at": reading["at"], "weight": step["weight"], pool: reading})
     return sorted(points, key=lambda point: point["at"])
 
@@ -43,11 +49,11 @@ def write_plot(record: dict, path: Path) -> Path:
     points = _points(record)
     figure, (rate, latency, weight) = plt.subplots(3, 1, sharex=True, figsize=(9, 7.5),
                                                    gridspec_kw={"height_ratios": (3, 3, 2)})
-    for pool, style in (("stable", "--"), ("canary", "-")):  # the canary drawn last, on top
+    for pool, style in (("stable", "--"), ("gateway", ":"), ("canary", "-")):  # the canary drawn last, on top
         rate.plot(*_series(points, pool, "error_ratio", 100, start), linestyle=style, marker="o", markersize=3,
-                  label=pool, color=COLOURS[pool])
+                  label=LABELS[pool], color=COLOURS[pool])
         latency.plot(*_series(points, pool, "p99_s", 1000, start), linestyle=style, marker="o", markersize=3,
-                     label=pool, color=COLOURS[pool])
+                     label=LABELS[pool], color=COLOURS[pool])
     rate.set_ylabel("success rate (%)")
     rate.set_ylim(top=100.5)
     latency.set_ylabel("p99 (ms)")

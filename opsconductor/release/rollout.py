@@ -174,6 +174,9 @@ class _Run:
         for pool in ("canary", "stable"):
             reading = read(self.query, window, pool)
             point[pool] = {"calls": reading.calls, "error_ratio": reading.error_ratio, "p99_s": reading.p99_s}
+        if self.policy.edge:  # the canary's share as the gateway saw it
+            seen = read_edge(self.query, window, "canary")
+            point["gateway"] = {"calls": seen.calls, "error_ratio": seen.error_ratio, "p99_s": seen.p99_s}
         step.samples.append(point)
 
     def judge(self, step: Step) -> None:

@@ -28,7 +28,8 @@ class FakePrometheus:
         self._meaning = {expr: (pool, name) for w in {window, sample_window or window}
                          for pool in ("canary", "stable", None) for name, expr in analysis.queries(w, pool).items()}
         # The gateway's view of the canary's share: "edge" readings (healthy by default).
-        self._meaning.update({expr: ("edge", name) for name, expr in edge.queries(window, "canary").items()})
+        self._meaning.update({expr: ("edge", name) for w in {window, sample_window or window}
+                              for name, expr in edge.queries(w, "canary").items()})
 
     def __call__(self, expr: str) -> float | None:
         self.asked.append(expr)

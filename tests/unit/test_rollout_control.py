@@ -190,6 +190,7 @@ def test_the_plot_draws_both_pools_and_the_weight(tmp_path):
     svg = write_plot(record, tmp_path / "rollout-0003.svg").read_text()
     assert svg.startswith("<?xml") and "canary weight" in svg and "p99 (ms)" in svg and "success rate" in svg
     assert "promoted" in svg and len(result.steps[0].samples) == rollout.SAMPLES_PER_INTERVAL
+    assert "canary's share at the gateway" in svg and result.steps[0].samples[0]["gateway"]["error_ratio"] == 0.0
     json.dumps(record)  # the record it is drawn from is plain data
 
 
