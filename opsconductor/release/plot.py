@@ -81,7 +81,7 @@ def write_plot(record: dict, path: Path) -> Path:
     weight.set_xlabel("seconds since the rollout started")
     for axis in (rate, latency, weight):
         axis.grid(alpha=0.3)
-        axis.legend(loc="lower left", fontsize=8)
+        axis.legend(loc="best", fontsize=8, framealpha=0.8)
     outcome = record.get("outcome") or "running"
     figure.suptitle(f"canary rollout {record.get('id', '')}: {outcome} (steps "
                     f"{', '.join(f'{s} %' for s in record.get('steps', []))}, {record.get('interval_s', 0):g} s each, "
