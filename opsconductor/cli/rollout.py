@@ -172,10 +172,18 @@ def _abort(args: argparse.Namespace) -> int:
     took_ms = (time.monotonic() - started) * 1000
     if record is None or record.get("running"):
         raise ChangeFailed(f"the rollout did not end within {ABORT_WAIT_S:g} s: {describe_mesh(args)}", exits.FAILED)
+    # Rolled back; the supervisor still writes the history record and its plot: the next
+    # command must not find the rollout's operation busy.
+    while time.monotonic() < deadline + ABORT_WAIT_S and _operation_running(args, record.get("operation")):
+        time.sleep(0.05)
     emit(args, {"outcome": record.get("outcome"), "id": record.get("id"), "took_ms": round(took_ms, 1)},
          lambda: f"rollout {record.get('id')} {record.get('outcome')}: every call goes to the stable pool "
                  f"({took_ms:.0f} ms)")
     return exits.OK
+
+
+def _operation_running(args: argparse.Namespace, operation_id: object) -> bool:
+    return any(op.id == operation_id and not op.finished for op in state.read_operations(state_dir(args)))
 
 
 def _age(at: float | None) -> str:
