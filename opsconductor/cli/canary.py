@@ -111,7 +111,7 @@ def add_parsers(commands) -> None:
             ("rollout", rollout_cli.run, "automated canary analysis by the supervisor: step the share, judge, "
                                          "roll back or promote; status, pause, resume, abort, history",
              [("opsconductor canary rollout", "10, 50, 100 percent, a minute each, followed on a terminal"),
-              ("opsconductor canary rollout start --steps 25,100 --interval 30 --no-watch", "hand it over"),
+              ("opsconductor canary rollout start --steps 25,100 --interval 120 --no-watch", "hand it over"),
               ("opsconductor canary rollout status", "the running (or last) rollout"),
               ("opsconductor canary rollout abort", "roll back at once"),
               ("opsconductor canary rollout history --plot", "finished rollouts, each with its plot"),

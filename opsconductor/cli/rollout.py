@@ -17,7 +17,7 @@ from opsconductor.cli.output import emit
 from opsconductor.cli.parsing import count, seconds
 from opsconductor.observability import prometheus
 from opsconductor.release import rollout
-from opsconductor.release.analysis import CanaryCriteria, EdgeReading, Reading, millis, percent
+from opsconductor.release.analysis import CanaryCriteria, EdgeReading, Reading, check_interval, millis, percent
 from opsconductor.stack import control, state
 
 ACTIONS = ("start", "status", "pause", "resume", "abort", "history")
@@ -123,6 +123,10 @@ def _dry_run(args: argparse.Namespace) -> int:
     scrape = 15.0
     if stack_state is not None and stack_state.endpoint(state.PROMETHEUS):
         scrape = prometheus.scrape_interval(stack_state.endpoint(state.PROMETHEUS))
+    try:
+        check_interval(args.interval, scrape)  # as the supervisor would refuse it
+    except ValueError as error:
+        raise ChangeFailed(str(error), exits.USAGE) from None
     policy = rollout.Policy(steps=args.steps, interval_s=args.interval, hold_timeout_s=args.hold_timeout,
                             criteria=CanaryCriteria(min_calls=args.min_calls), scrape_interval_s=scrape,
                             edge=args.edge, smoke=args.smoke)
