@@ -11,17 +11,16 @@ import time
 from pathlib import Path
 
 from opsconductor.cli import exits, stat
-from opsconductor.cli.arguments import add_state_dir, state_dir
+from opsconductor.cli import rollout as rollout_cli
+from opsconductor.cli.arguments import add_state_dir
 from opsconductor.cli.operation import ChangeFailed, describe_mesh, interrupted_change, run_change
 from opsconductor.cli.output import add_output, emit
-from opsconductor.cli.parsing import command, count, percent, seconds
+from opsconductor.cli.parsing import command, percent
 from opsconductor.gateway import runtime
 from opsconductor.gateway.admin import AdminError, validate_weights
 from opsconductor.observability import prometheus
-from opsconductor.release import rollout
-from opsconductor.release.analysis import CanaryCriteria
 from opsconductor.release import kubernetes
-from opsconductor.stack import control, state
+from opsconductor.stack import control
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,71 +94,13 @@ def _bypass(args: argparse.Namespace) -> int:
     return exits.OK
 
 
-def _steps(text: str) -> tuple[int, ...]:
-    try:
-        return rollout.parse_steps(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _rollout(args: argparse.Namespace) -> int:
-    policy = rollout.Policy(steps=args.steps, interval_s=args.interval, hold_timeout_s=args.hold_timeout,
-                            criteria=CanaryCriteria(min_calls=args.min_calls))
-    if args.dry_run:
-        print(rollout.plan(policy))
-        return exits.OK
-    stack_state = state.StackState.read(state_dir(args))
-    if stack_state is None:
-        raise ChangeFailed(str(state.NoStack(state_dir(args))), exits.NO_STACK)
-    prometheus_url = stack_state.endpoint(state.PROMETHEUS)
-    if not prometheus_url:
-        raise ChangeFailed("the stack runs without Prometheus; canary analysis needs it", exits.USAGE)
-
-    def echo(line: str) -> None:
-        print(line, file=sys.stderr if args.output == "json" else sys.stdout, flush=True)
-
-    args.rollout_phase = "analysis"
-
-    def promote() -> None:
-        args.rollout_phase = "promote"
-        run_change(args, "promote", {}, echo=echo)
-
-    actions = rollout.Actions(set_weight=lambda weight: run_change(args, "set-weights", {"canary": weight},
-                                                                   echo=lambda line: None),
-                              promote=promote, rollback=lambda: run_change(args, "rollback", {}, echo=echo))
-    # The mesh view shows the rollout from this record, kept in the state directory.
-    directory, started, seen = state_dir(args), time.time(), []
-
-    def observe(steps: list[rollout.Step], outcome: str | None = None) -> None:
-        seen[:] = steps
-        state.write_rollout(directory, rollout.record(policy, steps, started, outcome))
-
-    try:
-        promoted, done = rollout.rollout(lambda expr: prometheus.scalar(prometheus_url, expr), actions, policy,
-                                         echo=echo, observe=observe)
-    except BaseException:
-        observe(seen, "interrupted")
-        raise
-    observe(done, "promoted" if promoted else "rolled back")
-    outcome = "PROMOTED" if promoted else "FAILED: rolled back to stable"
-    emit(args, {"promoted": promoted, "steps": [rollout.step_data(step) for step in done]},
-         lambda: rollout.report(done, outcome))
-    return exits.OK if promoted else exits.FAILED
-
-
 def interrupted(args: argparse.Namespace) -> str:
     """The line Ctrl-C prints: what the supervisor does with the change, the mesh's state."""
-    if args.canary_command != "rollout" or getattr(args, "rollout_phase", None) != "analysis":
-        if args.canary_command == "status" or getattr(args, "kubernetes", False) or getattr(args, "runtime_dir", None):
-            return f"interrupted; nothing was changed: {describe_mesh(args)}"
-        return interrupted_change(args)
-    # The analysis never proved the canary: take its share away, as a failed step would.
-    args.wait = True
-    try:
-        run_change(args, "rollback", {}, echo=lambda line: None)
-    except (ChangeFailed, control.ControlError) as error:
-        return f"interrupted; the rollback to stable failed ({error}): {describe_mesh(args)}"
-    return f"interrupted; the unfinished rollout was rolled back: {describe_mesh(args)}"
+    if args.canary_command == "rollout":
+        return rollout_cli.interrupted(args)
+    if args.canary_command == "status" or getattr(args, "kubernetes", False) or getattr(args, "runtime_dir", None):
+        return f"interrupted; nothing was changed: {describe_mesh(args)}"
+    return interrupted_change(args)
 
 
 def add_parsers(commands) -> None:
@@ -188,9 +129,13 @@ def add_parsers(commands) -> None:
               ("opsconductor canary promote --kubernetes", "stable's Deployment takes the canary's image")]),
             ("bypass", _bypass, "restart the canary pool with FEATURE_BYPASS_LLM on or off",
              [("opsconductor canary bypass off", "")]),
-            ("rollout", _rollout, "automated canary analysis: step the share, judge, roll back or promote",
-             [("opsconductor canary rollout", "10, 50, 100 percent, a minute each"),
-              ("opsconductor canary rollout --steps 25,100 --interval 30", ""),
+            ("rollout", rollout_cli.run, "automated canary analysis by the supervisor: step the share, judge, "
+                                         "roll back or promote; status, pause, resume, abort, history",
+             [("opsconductor canary rollout", "10, 50, 100 percent, a minute each, followed on a terminal"),
+              ("opsconductor canary rollout start --steps 25,100 --interval 120 --no-watch", "hand it over"),
+              ("opsconductor canary rollout status", "the running (or last) rollout"),
+              ("opsconductor canary rollout abort", "roll back at once"),
+              ("opsconductor canary rollout history --plot", "finished rollouts, each with its plot"),
               ("opsconductor canary rollout --dry-run", "the plan and its queries")])):
         action = command(actions, name, help=text, examples=examples)
         action.set_defaults(action=function)
@@ -218,11 +163,5 @@ def add_parsers(commands) -> None:
         if name == "bypass":
             action.add_argument("state", choices=("on", "off"))
         if name == "rollout":
-            action.add_argument("--steps", type=_steps, default=(10, 50, 100),
-                                help="canary shares in order (default 10,50,100)")
-            action.add_argument("--interval", type=seconds, default=60.0, help="seconds per step (default 60)")
-            action.add_argument("--min-calls", type=count, default=50, help="canary calls needed to judge a step")
-            action.add_argument("--hold-timeout", type=seconds, default=300.0,
-                                help="seconds a step may hold for traffic")
-            action.add_argument("--dry-run", action="store_true", help="print the plan and the queries, change nothing")
+            rollout_cli.add_arguments(action)
 

@@ -51,10 +51,13 @@ EXIT_CODES: dict[str, dict[int, str]] = {
                        "canary keeps 100 %", USAGE: "bad flag value", **_CHANGE, **_KUBECTL},
     "canary bypass": {OK: "the canary pool runs with the new setting", FAILED: "a replica did not start: the "
                       "pool was put back as it was", USAGE: "bad flag value", **_CHANGE},
-    "canary rollout": {OK: "promoted", FAILED: "a step failed: rolled back to stable",
-                       USAGE: "bad flag value", UNREACHABLE: "Prometheus or the supervisor did not answer",
+    "canary rollout": {OK: "promoted (start --watch); handed over (--no-watch); shown, paused, resumed or "
+                       "aborted (the other actions)", FAILED: "a step failed or the rollout was aborted: rolled "
+                       "back to stable; pause/resume/abort: no rollout is running",
+                       USAGE: "bad flag value, or an interval shorter than four scrapes (refused before anything "
+                       "changed)", UNREACHABLE: "Prometheus or the supervisor did not answer",
                        NO_STACK: "no stack is running", BUSY: "another change is in progress",
-                       INTERRUPTED: "Ctrl-C: rolled back to stable (or the supervisor finishes promote)"},
+                       INTERRUPTED: "Ctrl-C: following stopped; the rollout goes on in the supervisor"},
     "trace": {OK: "shown", FAILED: "the store has no such trace", USAGE: "bad flag value, or neither a trace id "
               "nor --slowest", UNREACHABLE: "the trace store did not answer",
               NO_STACK: "no stack is running (and no --traces-url given), or it keeps no trace store", **_CHECK},

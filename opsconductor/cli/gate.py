@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"opsconductor gate: {env.name} has no Prometheus", file=sys.stderr)
         return exits.USAGE
     plan = GatePlan(args.minutes, args.interval, args.window or f"{max(int(args.interval * 2), 10)}s",
-                    Slo(args.max_error_rate, args.max_p95, args.max_p99))
+                    Slo(args.max_error_rate, args.max_p95, args.max_p99), None if args.pool == "all" else args.pool)
     out = sys.stderr if args.output == "json" else sys.stdout
-    print(f"metrics gate on {env.name}: {plan.intervals} × {plan.interval_s:g} s, window {plan.window}; "
+    scope = "" if plan.pool is None else f" ({plan.pool} pool only)"
+    print(f"metrics gate on {env.name}{scope}: {plan.intervals} × {plan.interval_s:g} s, window {plan.window}; "
           f"error rate < {percent(plan.slo.max_error_ratio)}, p95 < {millis(plan.slo.max_p95_s, 0)}, "
           f"p99 < {millis(plan.slo.max_p99_s, 0)}", file=out, flush=True)
     readings: list = []
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nopsconductor gate: {error}", file=sys.stderr)
         return exits.UNREACHABLE
     if args.output == "json":
-        emit(args, {"environment": env.name, "outcome": OUTCOMES[code], "exit_code": code,
+        emit(args, {"environment": env.name, "pool": args.pool, "outcome": OUTCOMES[code], "exit_code": code,
                     "intervals": [{"verdict": verdict, **asdict(reading)} for reading, verdict in readings]},
              lambda: "")
     return code
@@ -69,6 +70,7 @@ def add_parsers(commands) -> None:
                    description=__doc__,
                    examples=(("opsconductor gate local 5", "five minutes on the local stack"),
                              ("opsconductor gate staging 10 --interval 60", ""),
+                             ("opsconductor gate local 5 --pool canary", "the canary's calls only"),
                              ("opsconductor gate local 1 --max-p99 0.5 -o json", ""),
                              ("opsconductor gate production 10 --prometheus http://127.0.0.1:9090",
                               "a cluster's, after kubectl -n monitoring port-forward svc/prometheus 9090")))
@@ -78,6 +80,9 @@ def add_parsers(commands) -> None:
                       help="the Prometheus to read instead of the environment's (e.g. a cluster's)")
     gate.add_argument("--interval", type=seconds, default=30.0, help="seconds between readings (default 30)")
     gate.add_argument("--window", type=window, help="rate window, e.g. 1m (default: twice the interval)")
+    gate.add_argument("--pool", choices=("canary", "stable", "all"), default="all",
+                      help="judge one pool's calls only, so stable's traffic cannot dilute a canary's errors "
+                           "(default all)")
     gate.add_argument("--max-error-rate", type=ratio, default=MAX_ERROR_RATIO, help="a fraction, default 0.01")
     gate.add_argument("--max-p95", type=seconds, default=MAX_P95_S, help="seconds, default 1")
     gate.add_argument("--max-p99", type=seconds, default=MAX_P99_S, help="seconds, default 2")

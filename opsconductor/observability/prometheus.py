@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -47,6 +49,29 @@ def scalar(base_url: str, expr: str) -> float | None:
     """The single value of `expr`, or None when it has no data."""
     samples = query(base_url, expr)
     return samples[0].value if samples else None
+
+
+def scrape_interval(base_url: str, timeout: float = 10.0) -> float:
+    """The global scrape interval (seconds) of the Prometheus at `base_url`, from its own
+    /api/v1/status/config (1m, Prometheus's default, when the config names none)."""
+    url = f"{base_url.rstrip('/')}/api/v1/status/config"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            config = yaml.safe_load(json.load(response)["data"]["yaml"]) or {}
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise PrometheusError(f"Prometheus at {base_url} did not give its config: {error}") from None
+    return duration_s(str((config.get("global") or {}).get("scrape_interval", "1m")))
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_s(text: str) -> float:
+    """A Prometheus duration ("15s", "1m30s", "500ms") in seconds."""
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise PrometheusError(f"not a Prometheus duration: {text!r}")
+    return sum(int(number) * _UNITS[unit] for number, unit in parts)
 
 
 def scrape(metrics_url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> dict[str, list[Sample]]:

@@ -9,11 +9,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opsconductor.observability import edge
 from opsconductor.observability import queries as definitions
 from opsconductor.observability.queries import pool_scope
 
 # An instant query's single value, or None when it has no data.
 Query = Callable[[str], float | None]
+
+# A rate window must hold at least this many scrapes, or its increase() reads nothing.
+MIN_SCRAPES = 4
+# Failures at the gateway that make evidence on their own (below this, one unlucky call decides).
+MIN_EDGE_FAILURES = 3
 
 # Thresholds of the original release gate.
 MAX_ERROR_RATIO = 0.01
@@ -52,6 +58,80 @@ class CanaryCriteria:
     max_error_delta: float = 0.005
     max_latency_ratio: float = 1.5
     latency_floor_s: float = 0.025  # below this, latency differences are noise
+
+
+@dataclass(frozen=True)
+class EdgeReading:
+    """One window of a pool's share as the gateway saw it (Envoy's stats)."""
+
+    calls: float  # calls routed to the pool's share
+    failed_calls: float  # of those, ended with a server fault
+    upstream_failures: float  # attempts on the pool's hosts with no answer (refused, reset, timed out)
+    served: float  # requests sent to the pool's own hosts
+    p99_s: float | None
+    healthy_hosts: float | None
+    at: float = 0.0
+
+    @property
+    def failovers(self) -> float:
+        """Calls of the share another pool answered."""
+        return max(self.calls - self.served, 0.0)
+
+    @property
+    def bad(self) -> float:
+        return self.failed_calls + self.upstream_failures + self.failovers
+
+    @property
+    def error_ratio(self) -> float | None:
+        attempts = self.calls + self.upstream_failures
+        return None if attempts <= 0 else min(self.bad / attempts, 1.0)
+
+
+def window_for(interval_s: float, scrape_interval_s: float) -> str:
+    """The analysis window: the interval, and never fewer than MIN_SCRAPES scrapes."""
+    return f"{math.ceil(max(interval_s, MIN_SCRAPES * scrape_interval_s, 1.0))}s"
+
+
+def check_interval(interval_s: float, scrape_interval_s: float) -> None:
+    """Refuses (ValueError, one line) an interval too short to hold MIN_SCRAPES scrapes."""
+    if interval_s < MIN_SCRAPES * scrape_interval_s:
+        raise ValueError(f"an interval of {interval_s:g} s is too short to judge: Prometheus scrapes every "
+                         f"{scrape_interval_s:g} s and a window needs {MIN_SCRAPES} scrapes "
+                         f"(--interval {MIN_SCRAPES * scrape_interval_s:g} or more)")
+
+
+def read_edge(query: Query, window: str, pool: str) -> EdgeReading:
+    values = {name: known(query(expr)) for name, expr in edge.queries(window, pool).items()}
+    return EdgeReading(calls=values["calls"] or 0.0, failed_calls=values["failed_calls"] or 0.0,
+                       upstream_failures=values["upstream_failures"] or 0.0, served=values["served"] or 0.0,
+                       p99_s=values["p99_s"], healthy_hosts=values["healthy_hosts"], at=time.time())
+
+
+def edge_problems(weight: int, reading: EdgeReading, criteria: CanaryCriteria) -> list[str]:
+    """What the gateway saw go wrong with the canary's share: errors, failures before an
+    answer, failovers, no healthy host; evidence even when too few calls reached the canary."""
+    problems = []
+    if weight > 0 and reading.healthy_hosts is not None and reading.healthy_hosts < 1:
+        problems.append("at the gateway: no healthy canary host")
+    ratio = reading.error_ratio
+    if reading.bad >= MIN_EDGE_FAILURES and ratio is not None and ratio >= criteria.slo.max_error_ratio:
+        problems.append(f"at the gateway: error rate {percent(ratio)} ≥ SLO {percent(criteria.slo.max_error_ratio)} "
+                        f"({reading.bad:.0f} of {reading.calls + reading.upstream_failures:.0f} attempts: "
+                        f"{reading.failed_calls:.0f} errors, {reading.upstream_failures:.0f} refused/reset/timed "
+                        f"out, {reading.failovers:.0f} failed over)")
+    if reading.calls >= criteria.min_calls and reading.p99_s is not None and reading.p99_s >= criteria.slo.max_p99_s:
+        problems.append(f"at the gateway: p99 {millis(reading.p99_s, 0)} ≥ SLO {millis(criteria.slo.max_p99_s, 0)}")
+    return problems
+
+
+def comparison_notes(weight: int, stable: Reading | None, criteria: CanaryCriteria) -> list[str]:
+    """Why the canary was not compared with stable, when it was not: said, never silent."""
+    if weight >= 100:
+        return ["stable takes no calls at 100 %: compared with the SLO only"]
+    if stable is None or stable.calls < criteria.min_calls:
+        calls = 0 if stable is None else stable.calls
+        return [f"stable had too few calls to compare ({calls:.0f} < {criteria.min_calls})"]
+    return []
 
 
 def queries(window: str, pool: str | None = None) -> dict[str, str]:

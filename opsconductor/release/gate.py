@@ -25,6 +25,7 @@ class GatePlan:
     interval_s: float
     window: str
     slo: Slo
+    pool: str | None = None  # one pool's calls only (None: both, the whole service)
 
     @property
     def intervals(self) -> int:
@@ -39,7 +40,7 @@ def run_gate(query: Query, plan: GatePlan, echo: Callable[[str], None] = print,
     outcome = PASSED
     for index in range(plan.intervals):
         sleep(plan.interval_s)  # the gate's own pacing: one reading per interval
-        reading = read(query, plan.window)  # a PrometheusError ends the gate: the caller says so
+        reading = read(query, plan.window, plan.pool)  # a PrometheusError ends the gate: the caller says so
         verdict, problems = gate_verdict(reading, plan.slo)
         readings.append((reading, verdict))
         echo(f"[{index + 1}/{plan.intervals}] {verdict:10} rate {per_second(reading.rps):>9}  errors "

@@ -12,6 +12,7 @@ import grpc
 
 from opsconductor import auth
 from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
+from opsconductor.gateway.settings import CANARY_HEADER
 from opsconductor.load import grpcweb
 from opsconductor.observability import prometheus
 from opsconductor.release import environments
@@ -74,27 +75,42 @@ def _expect_200(url: str) -> str:
     return url
 
 
-def _echo_native(env: environments.Environment) -> str:
+def pinned_checks(gateway: str, pool: str = "canary") -> list[Check]:
+    """Echo through the gateway pinned to one pool (x-canary: always|never), whatever the
+    weights: the canary rollout's smoke test before its first step and after each. A reply
+    from the other pool (the gateway failed over) fails it."""
+    header = {CANARY_HEADER: "always" if pool == "canary" else "never"}
+    return [(f"echo pinned to the {pool} (native gRPC)", lambda: _echo_native(gateway, header, pool)),
+            (f"echo pinned to the {pool} (gRPC-Web)", lambda: _echo_web(gateway, header, pool))]
+
+
+def _echo_native(env: environments.Environment | str, pin: dict[str, str] | None = None,
+                 pool: str | None = None) -> str:
+    gateway = env if isinstance(env, str) else env.gateway
     # The trace is named by a W3C traceparent, and its id must come back in the reply.
     trace_id = secrets.token_hex(16)
-    with grpc.insecure_channel(env.gateway) as channel:
+    with grpc.insecure_channel(gateway) as channel:
         reply = automation_pb2_grpc.AutomationServiceStub(channel).Execute(
             automation_pb2.ExecuteRequest(input="ping", tool="echo"), timeout=10,
-            metadata=(*auth.metadata(), ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")))
+            metadata=(*auth.metadata(), ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),
+                      *(pin or {}).items()))
     assert reply.output == "pong" and reply.success, f"got output {reply.output!r}"
     assert reply.trace_id == trace_id, f"trace id {reply.trace_id!r} came back for {trace_id!r}"
+    assert pool is None or reply.pool == pool, f"answered by {reply.pool}/{reply.instance}, not the {pool}"
     return f"pong from {reply.pool}/{reply.instance} in {reply.duration_ms:.1f} ms, trace id kept"
 
 
-def _echo_web(env: environments.Environment) -> str:
-    host, _, port = env.gateway.rpartition(":")
+def _echo_web(env: environments.Environment | str, pin: dict[str, str] | None = None,
+              pool: str | None = None) -> str:
+    host, _, port = (env if isinstance(env, str) else env.gateway).rpartition(":")
     request = automation_pb2.ExecuteRequest(input="ping", tool="echo").SerializeToString()
     reply = grpcweb.call(host, int(port), AUTOMATION_EXECUTE, request,
-                         headers={"x-trace-id": "smoke-web", **auth.headers()})
+                         headers={"x-trace-id": "smoke-web", **auth.headers(), **(pin or {})})
     assert reply.http_status == 200, f"HTTP {reply.http_status}"
     assert reply.grpc_status == 0, f"grpc-status {reply.grpc_status}: {reply.grpc_message}"
     message = automation_pb2.ExecuteResponse.FromString(reply.messages[0])
     assert message.output == "pong", f"got output {message.output!r}"
+    assert pool is None or message.pool == pool, f"answered by {message.pool}/{message.instance}, not the {pool}"
     return f"pong from {message.pool}/{message.instance}"
 
 

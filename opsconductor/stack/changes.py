@@ -114,6 +114,11 @@ def _promote(stack: Stack) -> tuple[str, Work]:
     return "promote the canary: stable restarts on its version", work
 
 
+def promote_work(stack: Stack) -> Work:
+    """Promote's work, for an operation that promotes as its last step (the rollout)."""
+    return _promote(stack)[1]
+
+
 def _restart_pool(stack: Stack, pool: str, env: dict[str, str]) -> tuple[str, Work]:
     def work(say: Progress) -> dict:
         version = stack.current_version(pool).with_env(**env)

@@ -5,8 +5,10 @@ its progress, so a client that goes away — Ctrl-C, a closed terminal, a killed
 the operation and the channel running.
 
 Requests: {"op": "run", "command": KIND, "args": {…}, "wait": false, "follow": true},
-{"op": "follow", "id": N}, {"op": "operations"}. Events: busy, waiting, started, progress,
-alive (a heartbeat while nothing happens), finished, error, operations."""
+{"op": "follow", "id": N}, {"op": "operations"}, {"op": "signal", "command": NAME, "args": {…}}
+(a word to the running operation, answered at once: pause, resume or abort a rollout).
+Events: busy, waiting, started, progress, alive (a heartbeat while nothing happens), finished,
+signalled, error, operations."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ HEARTBEAT_S = 5.0
 
 # A command: its arguments → what it does (a sentence) and the work; ValueError for bad arguments.
 Command = Callable[[dict], tuple[str, Work]]
+# A signal: its arguments → what it did, at once; ValueError when it does not apply.
+Signal = Callable[[dict], dict]
 
 
 class ControlError(RuntimeError):
@@ -37,8 +41,10 @@ class ControlError(RuntimeError):
 
 
 class ControlServer:
-    def __init__(self, path: Path, operations: Operations, commands: dict[str, Command]) -> None:
+    def __init__(self, path: Path, operations: Operations, commands: dict[str, Command],
+                 signals: dict[str, Signal] | None = None) -> None:
         self.path, self.operations, self.commands = path, operations, commands
+        self.signals = signals or {}
         self._server: socketserver.ThreadingUnixStreamServer | None = None
 
     def start(self) -> ControlServer:
@@ -96,6 +102,8 @@ class _Handler(socketserver.StreamRequestHandler):
             self._follow(int(request["id"]))
         elif op == "run":
             self._run(request)
+        elif op == "signal":
+            self._signal(request)
         else:
             self._send({"event": "error", "message": f"unknown request {op!r}"})
 
@@ -127,6 +135,18 @@ class _Handler(socketserver.StreamRequestHandler):
         self._send({"event": "started", "operation": asdict(operation)})
         if request.get("follow", True):
             self._follow(operation.id)
+
+    def _signal(self, request: dict) -> None:
+        name = request.get("command")
+        if name not in self.control.signals:
+            self._send({"event": "error", "message": f"unknown signal {str(name)[:64]!r}"})
+            return
+        try:
+            result = self.control.signals[name](dict(request.get("args") or {}))
+        except ValueError as error:
+            self._send({"event": "error", "message": str(error)})
+            return
+        self._send({"event": "signalled", "result": result})
 
     def _follow(self, operation_id: int) -> None:
         if self.control.operations.get(operation_id) is None:

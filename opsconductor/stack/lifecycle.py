@@ -20,6 +20,7 @@ import psutil
 from opsconductor.stack import changes, state
 from opsconductor.stack.console import Console
 from opsconductor.stack.control import ControlServer
+from opsconductor.stack.rollouts import Rollouts
 from opsconductor.stack.ports import PortTaken
 from opsconductor.stack.spec import StackSpec
 from opsconductor.stack.supervision import StartError
@@ -98,7 +99,9 @@ def run(spec: StackSpec, console: Console, quiet: bool = False) -> int:
     except (PortTaken, StartError) as error:
         print(f"opsconductor up: {error}", file=sys.stderr, flush=True)
         return 1
-    server = ControlServer(spec.state_dir / state.CONTROL_SOCKET, stack.operations, changes.commands(stack)).start()
+    rollouts = Rollouts(stack)
+    server = ControlServer(spec.state_dir / state.CONTROL_SOCKET, stack.operations,
+                           {**changes.commands(stack), **rollouts.commands()}, rollouts.signals()).start()
     if not quiet:
         names = list(stack.supervisor.components)
         threading.Thread(target=console.follow_logs, args=(stack.logs, stop, names), daemon=True).start()

@@ -22,6 +22,8 @@ CONTROL_SOCKET = "control.sock"
 LOG_DIR = "logs"
 KEPT_OPERATIONS = 20
 ROLLOUT_FILE = "rollout.json"  # the canary rollout in progress (or the last one), for the mesh view
+ROLLOUTS_DIR = "rollouts"  # one record (and its plot) per finished rollout
+KEPT_ROLLOUTS = 50
 
 # Endpoint keys, and how `up` shows each one.
 GATEWAY, ENVOY_ADMIN, ENVOY_STATS, PAGE, PROMETHEUS = "gateway", "envoy_admin", "envoy_stats", "page", "prometheus"
@@ -212,6 +214,43 @@ def _known(cls: type, data: dict) -> dict:
 def write_rollout(state_dir: Path, record: dict) -> None:
     """What the mesh view shows of the rollout: its steps, the weight and verdicts so far."""
     _write_json(state_dir / ROLLOUT_FILE, record)
+
+
+def read_rollout(state_dir: Path) -> dict | None:
+    """The rollout in progress (or the last one), as write_rollout kept it."""
+    try:
+        data = json.loads((state_dir / ROLLOUT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def history_path(state_dir: Path, rollout_id: int, suffix: str = ".json") -> Path:
+    return state_dir / ROLLOUTS_DIR / f"rollout-{rollout_id:04d}{suffix}"
+
+
+def write_history(state_dir: Path, record: dict) -> Path:
+    """Keeps a finished rollout's record (the latest KEPT_ROLLOUTS, plots with them)."""
+    path = history_path(state_dir, int(record["id"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, record)
+    for old in sorted(path.parent.glob("rollout-*.json"))[:-KEPT_ROLLOUTS]:
+        for sibling in path.parent.glob(f"{old.stem}.*"):
+            sibling.unlink(missing_ok=True)
+    return path
+
+
+def read_history(state_dir: Path) -> list[dict]:
+    """Finished rollouts, oldest first."""
+    records = []
+    for path in sorted((state_dir / ROLLOUTS_DIR).glob("rollout-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            records.append(data)
+    return records
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -25,7 +25,7 @@ from opsconductor.gateway.variants import local_settings
 from opsconductor.identity import stack as identity
 from opsconductor.observability import prometheus_config
 from opsconductor.observability.prometheus_config import ScrapeTarget
-from opsconductor.stack import state, traces, weights
+from opsconductor.stack import rollouts, state, traces, weights
 from opsconductor.stack.components import ComponentSpec, grpc_ready, http_ready
 from opsconductor.stack.operations import Operations
 from opsconductor.stack.ports import check_free, free_replica_ports
@@ -258,6 +258,7 @@ class Stack:
         """Starts every component in order; on any failure stops them all and raises StartError."""
         check_free(self.required_ports())
         self.logs.mkdir(parents=True, exist_ok=True)
+        rollouts.recover(self.spec.state_dir, self.echo)  # before the weights layer is published below
         self._writing = True
         try:
             self.identity = identity.start_identity(self.spec.state_dir, self.tls)

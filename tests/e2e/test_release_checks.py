@@ -63,7 +63,7 @@ def bad_canary(tmp_path_factory):
 def test_rollout_rolls_back_a_canary_that_fails_every_fourth_call(bad_canary):
     with Traffic(bad_canary.gateway, rate=60):
         result = bad_canary.cli("canary", "rollout", "--steps", "25,100", "--interval", "4", "--min-calls", "10",
-                                timeout=240)
+                                "--watch", timeout=240)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED: rolled back to stable" in result.stdout and "error rate" in result.stdout
     assert "PROMOTED" not in result.stdout
@@ -111,19 +111,6 @@ def test_ctrl_c_in_the_gate_ends_with_one_line_and_130(mesh_stack):
     assert gate.returncode == 130
     assert err.strip().splitlines() == [err.strip()] and "interrupted; nothing was changed" in err
     assert "Traceback" not in err and "weights stable 90 % / canary 10 %" in err
-
-
-def test_ctrl_c_during_a_rollout_rolls_the_unproven_canary_back(mesh_stack):
-    rollout = interruptible([str(BIN / "opsconductor"), "canary", "rollout", "--steps", "30,100", "--interval", "60",
-                             "--state-dir", str(mesh_stack.state_dir)])
-    assert "step 30 %" in rollout.stdout.readline()
-    assert canary_weight(mesh_stack) == 30
-    rollout.send_signal(signal.SIGINT)
-    _, err = rollout.communicate(timeout=60)
-    assert rollout.returncode == 130, err
-    assert len(err.strip().splitlines()) == 1 and "rolled back" in err and "Traceback" not in err
-    assert canary_weight(mesh_stack) == 0
-    assert mesh_stack.cli("canary", "set", "10").returncode == 0
 
 
 def test_checks_and_their_scripts_find_the_stack_by_flag_or_variable(mesh_stack, tmp_path):

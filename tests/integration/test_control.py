@@ -157,3 +157,32 @@ def test_bad_requests_are_answered_and_the_channel_goes_on(channel, message):
 def test_the_socket_is_its_owners_only(channel):
     server, _ = channel
     assert server.path.stat().st_mode & 0o077 == 0
+
+
+def test_a_signal_reaches_the_running_operation_at_once_without_being_an_operation(tmp_path):
+    gate = Gate()
+
+    def release(args: dict) -> dict:
+        if args.get("why") == "none":
+            raise ValueError("no rollout is running")
+        gate.go.set()
+        return {"released": True}
+
+    server = control.ControlServer(tmp_path / "control.sock", Operations(tmp_path), {"slow": gate.command},
+                                   {"release": release}).start()
+    try:
+        client = Client(server, {"op": "run", "command": "slow"})
+        assert client.next()["event"] == "started"
+        assert events(server, {"op": "signal", "command": "release"}) == [
+            {"event": "signalled", "result": {"released": True}}]  # answered while "slow" holds the slot
+        assert client.next() == {"event": "progress", "line": "slow: step 1"}
+        assert client.next() == {"event": "progress", "line": "slow: step 2"}
+        assert events(server, {"op": "signal", "command": "release", "args": {"why": "none"}}) == [
+            {"event": "error", "message": "no rollout is running"}]
+        [unknown] = events(server, {"op": "signal", "command": "x" * 5000})
+        assert unknown["event"] == "error" and unknown["message"].startswith("unknown signal")
+        client.leave()
+    finally:
+        gate.go.set()
+        server.operations.wait_idle(10)
+        server.close()

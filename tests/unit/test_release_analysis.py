@@ -7,26 +7,35 @@ import math
 
 import pytest
 
+from opsconductor.observability import edge
 from opsconductor.observability.prometheus import PrometheusError
 from opsconductor.release import analysis, gate, rollout
 from opsconductor.release.analysis import CanaryCriteria, Reading, Slo
 
 HEALTHY = {"calls": 600.0, "rps": 10.0, "error_ratio": 0.0, "p95_s": 0.004, "p99_s": 0.008}
+HEALTHY_EDGE = {"calls": 600.0, "failed_calls": 0.0, "upstream_failures": 0.0, "served": 600.0, "p99_s": 0.01,
+                "healthy_hosts": 1.0}
 
 
 class FakePrometheus:
     """Answers exactly the queries the analysis makes, from readings per pool (None = the whole
     service); a missing field has no data, NaN is what Prometheus returns for 0/0."""
 
-    def __init__(self, window: str, readings: dict[str | None, dict[str, float]]) -> None:
+    def __init__(self, window: str, readings: dict[str | None, dict[str, float]],
+                 sample_window: str | None = None) -> None:
         self.readings = readings
         self.asked: list[str] = []
-        self._meaning = {expr: (pool, name) for pool in ("canary", "stable", None)
-                         for name, expr in analysis.queries(window, pool).items()}
+        self._meaning = {expr: (pool, name) for w in {window, sample_window or window}
+                         for pool in ("canary", "stable", None) for name, expr in analysis.queries(w, pool).items()}
+        # The gateway's view of the canary's share: "edge" readings (healthy by default).
+        self._meaning.update({expr: ("edge", name) for w in {window, sample_window or window}
+                              for name, expr in edge.queries(w, "canary").items()})
 
     def __call__(self, expr: str) -> float | None:
         self.asked.append(expr)
         pool, name = self._meaning[expr]  # a query the analysis does not make fails the test
+        if pool == "edge":
+            return {**HEALTHY_EDGE, **self.readings.get("edge", {})}.get(name)
         return self.readings.get(pool, {}).get(name)
 
 
@@ -153,10 +162,11 @@ class FakeStack:
 
 def run_rollout(readings: dict[str | None, dict[str, float]], **policy: object):
     policy_ = rollout.Policy(**{"steps": (20, 100), "interval_s": 4.0, "hold_timeout_s": 300.0,
-                                "criteria": CanaryCriteria(min_calls=10), **policy})
+                                "criteria": CanaryCriteria(min_calls=10), "scrape_interval_s": 1.0, **policy})
     stack, lines = FakeStack(), []
-    promoted, steps = rollout.rollout(FakePrometheus(policy_.window, readings), stack.actions(), policy_,
-                                      echo=lines.append, sleep=stack.sleep, clock=lambda: stack.now)
+    result = rollout.rollout(FakePrometheus(policy_.window, readings, policy_.sample_window), stack.actions(),
+                             policy_, echo=lines.append, sleep=stack.sleep, clock=lambda: stack.now)
+    promoted, steps = result.promoted, result.steps
     return promoted, steps, stack, "\n".join(lines) + rollout.report(steps, "PROMOTED" if promoted
                                                                       else "FAILED: rolled back to stable")
 
@@ -186,12 +196,14 @@ def test_rollout_without_canary_traffic_holds_then_fails_and_never_promotes():
 
 
 def test_rollout_reads_its_window_from_the_interval():
-    query = FakePrometheus("10s", {"canary": HEALTHY, "stable": HEALTHY})
+    policy = rollout.Policy(steps=(100,), interval_s=10.0, criteria=CanaryCriteria(min_calls=10),
+                            scrape_interval_s=1.0)
+    query = FakePrometheus("10s", {"canary": HEALTHY, "stable": HEALTHY}, policy.sample_window)
     stack = FakeStack()
-    rollout.rollout(query, stack.actions(), rollout.Policy(steps=(100,), interval_s=10.0,
-                                                           criteria=CanaryCriteria(min_calls=10)),
-                    echo=lambda line: None, sleep=stack.sleep, clock=lambda: stack.now)
-    assert query.asked and all("[10s]" in expr for expr in query.asked)
+    rollout.rollout(query, stack.actions(), policy, echo=lambda line: None, sleep=stack.sleep,
+                    clock=lambda: stack.now)
+    judged = [expr for expr in query.asked if "[4s]" not in expr]  # the plot's samples use 4 scrapes
+    assert judged and all("[10s]" in expr for expr in judged if "[" in expr)
 
 
 @pytest.mark.parametrize(("text", "steps"), [("10,50,100", (10, 50, 100)), ("100", (100,)), ("1, 2", (1, 2))])
