@@ -1,12 +1,10 @@
 """The rendered cert-manager resources (deploy/k8s/base/identity.yaml) against cert-manager's
 API schemas, offline: the npm package @kubernetes-models/cert-manager (pinned in
-tests/static/cert_manager/package-lock.json) carries validators generated from cert-manager's
+tests/static/crd_schemas/package-lock.json) carries validators generated from cert-manager's
 Go API types, the source its CRDs' openAPIV3Schema is generated from. No cluster runs here."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,26 +12,15 @@ import yaml
 
 from opsconductor.identity import certmanager
 from services.common import spiffe
+from tests.support import crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKER = Path(__file__).resolve().parent / "cert_manager"
 IDENTITY = ROOT / "deploy" / "k8s" / "base" / "identity.yaml"
 
 
 @pytest.fixture(scope="module")
 def schemas() -> Path:
-    """The checker's node_modules, installed from its lockfile when stale."""
-    stamp = CHECKER / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (CHECKER / "package-lock.json").stat().st_mtime:
-        result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CHECKER, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stdout + result.stderr
-    return CHECKER
-
-
-def validate(objects: list[dict]) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", "validate.mjs"], cwd=CHECKER, input="".join(json.dumps(o) + "\n" for o in objects),
-                          capture_output=True, text=True, timeout=60)
+    return crd_schemas.install()
 
 
 def committed() -> list[dict]:
@@ -42,7 +29,7 @@ def committed() -> list[dict]:
 
 def test_the_issuers_and_certificates_match_cert_managers_schemas(schemas):
     objects = committed()
-    result = validate(objects)
+    result = crd_schemas.validate(objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == len(objects) > 5, result.stdout
 
@@ -60,7 +47,7 @@ def _broken(change) -> dict:
     (lambda spec: spec.update(duration=24), "duration must be string"),
 ])
 def test_the_schema_check_rejects_a_broken_certificate(schemas, change, reason):
-    result = validate([_broken(change)])
+    result = crd_schemas.validate([_broken(change)])
     assert result.returncode == 1 and reason in result.stdout, result.stdout + result.stderr
 
 

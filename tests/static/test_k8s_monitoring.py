@@ -2,11 +2,10 @@
 the PodMonitors and PrometheusRules of deploy/k8s/prometheus-operator carry exactly the rules
 the local stack loads, scrape the pods the mesh's manifests run under the labels the queries
 use, pass promtool, and match prometheus-operator's API schemas (the npm package
-@kubernetes-models/prometheus-operator, pinned in tests/static/prometheus_operator/)."""
+@kubernetes-models/prometheus-operator, pinned in tests/static/crd_schemas/)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,9 +16,9 @@ import yaml
 from opsconductor.identity.network import PROMETHEUS_NAMESPACE
 from opsconductor.observability import kubernetes as monitoring
 from opsconductor.observability.prometheus_config import JOBS
+from tests.support import crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKER = Path(__file__).resolve().parent / "prometheus_operator"
 K8S = ROOT / "deploy" / "k8s"
 OPERATOR_FILES = ("pod-monitors.yaml", "prometheus-rules.yaml")
 
@@ -39,25 +38,14 @@ def own_prometheus() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def schemas() -> Path:
-    """The checker's node_modules, installed from its lockfile when stale."""
-    stamp = CHECKER / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (CHECKER / "package-lock.json").stat().st_mtime:
-        result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CHECKER, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stdout + result.stderr
-    return CHECKER
-
-
-def validate(objects: list[dict]) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", "validate.mjs"], cwd=CHECKER, input="".join(json.dumps(o) + "\n" for o in objects),
-                          capture_output=True, text=True, timeout=60)
+    return crd_schemas.install()
 
 
 def test_the_pod_monitors_and_prometheus_rules_match_the_operators_schemas(schemas):
     objects = operator_objects()
     assert sorted(o["kind"] for o in objects) == ["PodMonitor"] * len(JOBS) + ["PrometheusRule"] * len(
         monitoring.rule_files())
-    result = validate(objects)
+    result = crd_schemas.validate(objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == len(objects), result.stdout
 
@@ -76,7 +64,7 @@ def _first(kind: str) -> dict:
 def test_the_schema_check_catches_a_broken_resource(schemas, kind, change, reason):
     broken = _first(kind)
     change(broken["spec"])
-    result = validate([broken])
+    result = crd_schemas.validate([broken])
     assert result.returncode == 1 and reason in result.stdout, result.stdout
 
 
