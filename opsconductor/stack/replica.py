@@ -21,15 +21,10 @@ def default_command(service: str) -> list[str]:
     return [sys.executable, "-m", "services", service]
 
 
-@dataclass
-class ServicePair:
-    """A pipeline and the automation service in front of it, on loopback."""
+class ReplicaAddresses:
+    """Where a replica's services listen on loopback, from its `ports` by listener name."""
 
-    name: str  # prefix of both process names, e.g. "stable-1"
-    pool: str
-    ports: dict[str, int]  # automation, automation_metrics, pipeline, pipeline_metrics, *_health
-    pipeline: Child
-    automation: Child
+    ports: dict[str, int]
 
     @property
     def automation_target(self) -> str:
@@ -39,10 +34,6 @@ class ServicePair:
     def pipeline_target(self) -> str:
         return f"127.0.0.1:{self.ports['pipeline']}"
 
-    def health_target(self, service: str) -> str:
-        """Where `service`'s health is read: its plaintext health port when it has one."""
-        return f"127.0.0.1:{self.ports.get(f'{service}_health') or self.ports[service]}"
-
     @property
     def automation_metrics(self) -> str:
         return f"127.0.0.1:{self.ports['automation_metrics']}"
@@ -50,6 +41,21 @@ class ServicePair:
     @property
     def pipeline_metrics(self) -> str:
         return f"127.0.0.1:{self.ports['pipeline_metrics']}"
+
+
+@dataclass
+class ServicePair(ReplicaAddresses):
+    """A pipeline and the automation service in front of it, on loopback."""
+
+    name: str  # prefix of both process names, e.g. "stable-1"
+    pool: str
+    ports: dict[str, int]  # automation, automation_metrics, pipeline, pipeline_metrics, *_health
+    pipeline: Child
+    automation: Child
+
+    def health_target(self, service: str) -> str:
+        """Where `service`'s health is read: its plaintext health port when it has one."""
+        return f"127.0.0.1:{self.ports.get(f'{service}_health') or self.ports[service]}"
 
     def start_pipeline(self, timeout: float = START_TIMEOUT_S) -> None:
         self.pipeline.start()

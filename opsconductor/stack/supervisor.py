@@ -30,7 +30,7 @@ from opsconductor.stack.components import ComponentSpec, grpc_ready, http_ready
 from opsconductor.stack.operations import Operations
 from opsconductor.stack.ports import check_free, free_replica_ports
 from opsconductor.stack.processes import BIN, wait_for, wait_held
-from opsconductor.stack.replica import START_TIMEOUT_S, service_processes
+from opsconductor.stack.replica import START_TIMEOUT_S, ReplicaAddresses, service_processes
 from opsconductor.stack.spec import ROOT, StackSpec, Version
 from opsconductor.stack.supervision import StartError, Supervisor
 from services.common.config import package_version
@@ -45,7 +45,7 @@ __all__ = ["Replica", "Stack", "StartError"]
 
 
 @dataclass
-class Replica:
+class Replica(ReplicaAddresses):
     """One replica of a pool and the version it runs now."""
 
     pool: str
@@ -59,22 +59,6 @@ class Replica:
 
     def component(self, service: str) -> str:
         return f"{self.name}-{service}"
-
-    @property
-    def automation_target(self) -> str:
-        return f"127.0.0.1:{self.ports['automation']}"
-
-    @property
-    def pipeline_target(self) -> str:
-        return f"127.0.0.1:{self.ports['pipeline']}"
-
-    @property
-    def automation_metrics(self) -> str:
-        return f"127.0.0.1:{self.ports['automation_metrics']}"
-
-    @property
-    def pipeline_metrics(self) -> str:
-        return f"127.0.0.1:{self.ports['pipeline_metrics']}"
 
     def health(self, service: str) -> str:
         """`service`'s plaintext health-only listener ("" when its version opens none)."""
