@@ -27,7 +27,7 @@ def run_change(args: argparse.Namespace, kind: str, command_args: dict, echo=Non
     """Has the supervisor carry out `kind`, printing its progress through `echo` (stdout, or
     stderr with -o json); returns the operation's result or raises ChangeFailed."""
     echo = echo or (lambda line: print(line, file=sys.stderr if _json(args) else sys.stdout, flush=True))
-    stack_state = _running_stack(args)
+    stack_state = running_stack(args)
     request = {"op": "run", "command": kind, "args": command_args, "wait": getattr(args, "wait", False)}
     args.submitted = None
     for event in control.request(Path(stack_state.control_socket), request):
@@ -56,7 +56,8 @@ def _json(args: argparse.Namespace) -> bool:
     return getattr(args, "output", "table") == "json"
 
 
-def _running_stack(args: argparse.Namespace) -> state.StackState:
+def running_stack(args: argparse.Namespace) -> state.StackState:
+    """The stack the command acts on; ChangeFailed (exit 5) when none is running."""
     stack_state = state.StackState.read(state_dir(args))
     if stack_state is None:
         raise ChangeFailed(str(state.NoStack(state_dir(args))), exits.NO_STACK)

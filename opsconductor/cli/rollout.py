@@ -12,7 +12,7 @@ from pathlib import Path
 
 from opsconductor.cli import exits
 from opsconductor.cli.arguments import state_dir
-from opsconductor.cli.operation import ChangeFailed, describe_mesh, run_change
+from opsconductor.cli.operation import ChangeFailed, describe_mesh, run_change, running_stack
 from opsconductor.cli.output import emit
 from opsconductor.cli.parsing import count, seconds
 from opsconductor.observability import prometheus
@@ -70,17 +70,10 @@ def _command_args(args: argparse.Namespace) -> dict:
             "hold_timeout_s": args.hold_timeout, "edge": args.edge, "smoke": args.smoke}
 
 
-def _stack(args: argparse.Namespace) -> state.StackState:
-    stack_state = state.StackState.read(state_dir(args))
-    if stack_state is None:
-        raise ChangeFailed(str(state.NoStack(state_dir(args))), exits.NO_STACK)
-    return stack_state
-
-
 def _start(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args)
-    _stack(args)
+    running_stack(args)
     watch = sys.stdout.isatty() if args.watch is None else args.watch
     if not watch:
         return _hand_over(args)
@@ -99,7 +92,7 @@ def _start(args: argparse.Namespace) -> int:
 
 def _hand_over(args: argparse.Namespace) -> int:
     """Starts the rollout without following it."""
-    stack_state = _stack(args)
+    stack_state = running_stack(args)
     request = {"op": "run", "command": "rollout", "args": _command_args(args), "wait": args.wait, "follow": False}
     for event in control.request(Path(stack_state.control_socket), request):
         if event["event"] == "busy":
@@ -144,7 +137,7 @@ def _step_of(data: dict) -> rollout.Step:
 
 
 def _signal(args: argparse.Namespace, name: str) -> dict:
-    stack_state = _stack(args)
+    stack_state = running_stack(args)
     for event in control.request(Path(stack_state.control_socket), {"op": "signal", "command": name}):
         if event["event"] == "signalled":
             return event["result"]
