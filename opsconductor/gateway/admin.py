@@ -80,6 +80,8 @@ def validate_weights(stable: object, canary: object, mirror: object = 0) -> Weig
         mirror = int(mirror)
     if isinstance(mirror, bool) or not isinstance(mirror, int) or not 0 <= mirror <= 100:
         raise ValueError(f"the mirrored share must be a whole number from 0 to 100, got {mirror!r}")
+    if mirror and checked[1]:  # a call the weights sent to the canary would run there twice
+        raise ValueError(f"the mirrored share needs the canary's weight at 0, not {checked[1]}")
     return Weights(*checked, mirror)
 
 

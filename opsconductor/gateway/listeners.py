@@ -277,12 +277,17 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
     ]
     # A tester's pin wins over the weights: it goes straight to the pool cluster, with no
     # failover, so a pinned call really ran on the pool it names (or fails saying so).
+    # A call pinned to stable is mirrored like a weighted one (its reply still comes from
+    # stable); one pinned to the canary is not: the copy would run it there twice.
     for value, pool in (("always", "canary"), ("never", "stable")):
+        pinned = _route_action(s, {"cluster": f"{pool}_pool"}, failover=False)
+        if pool == "stable":
+            pinned["request_mirror_policies"] = [_mirror_to_canary()]
         routes.append({
             "name": f"automation_pinned_{pool}",
             "match": {**automation, "headers": [
                 {"name": CANARY_HEADER, "string_match": {"exact": value}}]},
-            "route": _route_action(s, {"cluster": f"{pool}_pool"}, failover=False),
+            "route": pinned,
         })
     weighted = _route_action(s, {"weighted_clusters": {
         "runtime_key_prefix": RUNTIME_KEY_PREFIX,
@@ -303,8 +308,8 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
 
 
 def _mirror_to_canary() -> dict[str, Any]:
-    """A copy of the share of weighted calls the mirror runtime key names (0 unless the weights
-    layer says otherwise) goes to the canary's own hosts, never failing over to stable (the
+    """A copy of the share of calls the mirror runtime key names (0 unless the weights layer
+    says otherwise, and only while the canary's weight is 0: every call then goes to stable) goes to the canary's own hosts, never failing over to stable (the
     call already runs there); Envoy discards its reply. The copy carries MIRRORED_HEADER, so
     the canary runs it with read-only tools only."""
     return {

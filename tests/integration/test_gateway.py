@@ -119,12 +119,14 @@ def test_mirrored_calls_reach_the_canary_but_the_caller_only_sees_stables_reply(
     # The copies go on after the callers' replies: wait until the canary has served every one.
     wait_for(lambda: mirrored() - before >= 40, 10, "the canary to serve the 40 mirrored copies")
     assert served(pools.canary) - canary_before == 40 and served(pools.stable) - stable_before == 40
-    # A pinned call is a tester's: it runs once, where it says, and a caller cannot mark its own
-    # call as a mirrored copy (the gateway removes the mark).
+    # Pinned to stable: stable's reply, and a copy on the canary too.
     assert call_many(stub, 5, (("x-canary", "never"),)) == {"stable": 5}
+    wait_for(lambda: mirrored() - before >= 45, 10, "the canary to serve the 5 copies of pinned calls")
+    # Pinned to the canary: run there once, never copied; and a caller cannot mark its own call
+    # as a mirrored copy (the gateway removes the mark).
     assert call_many(stub, 5, (("x-canary", "always"), ("x-opsconductor-mirrored", "1"))) == {"canary": 5}
-    wait_for(lambda: served(pools.canary) - canary_before >= 45, 10, "the canary to serve the pinned calls")
-    assert mirrored() - before == 40
+    wait_for(lambda: served(pools.canary) - canary_before >= 50, 10, "the canary to serve the pinned calls")
+    assert mirrored() - before == 45 and served(pools.canary) - canary_before == 50
     weights(100, 0)  # mirroring off again: the canary gets nothing
     settled = served(pools.canary)
     assert call_many(stub, 20) == {"stable": 20}

@@ -464,10 +464,11 @@ def test_tracing_settings_refuse_what_envoy_would_run_badly(kwargs):
 
 
 @pytest.mark.parametrize("canary_weight", [0, 10, 100])
-def test_weighted_calls_are_mirrored_to_the_canary_hosts_by_the_layers_share_only(canary_weight):
+def test_weighted_and_stable_pinned_calls_are_mirrored_to_the_canary_hosts_by_the_layers_share(canary_weight):
     config = render(EnvoySettings(canary_weight=canary_weight))
-    for method in ("Execute", "ListTools"):
-        (mirror,) = route_for(config, AUTOMATION + method)["route"]["request_mirror_policies"]
+    for method, pin in [(m, p) for m in ("Execute", "ListTools") for p in (None, "never")]:
+        route = route_for(config, AUTOMATION + method, {"x-canary": pin} if pin else None)["route"]
+        (mirror,) = route["request_mirror_policies"]
         # The canary's own hosts: an aggregate would fail a copy over to stable, running it twice there.
         assert mirror["cluster"] == "canary_pool"
         assert mirror["runtime_fraction"] == {"default_value": {"numerator": 0, "denominator": "HUNDRED"},
@@ -475,8 +476,8 @@ def test_weighted_calls_are_mirrored_to_the_canary_hosts_by_the_layers_share_onl
         assert mirror["request_headers_mutations"] == [{"append": {
             "header": {"key": "x-opsconductor-mirrored", "value": "1"},
             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]
-        for pin in ("always", "never"):  # a pinned call is a tester's: it runs where it says, once
-            assert "request_mirror_policies" not in route_for(config, AUTOMATION + method, {"x-canary": pin})["route"]
+        # A call pinned to the canary runs there once: a copy would run it twice.
+        assert "request_mirror_policies" not in route_for(config, AUTOMATION + method, {"x-canary": "always"})["route"]
     listener = config["static_resources"]["listeners"][0]
     vhost = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]
     assert vhost["request_headers_to_remove"] == ["x-opsconductor-mirrored"], "a caller cannot mark its call"
@@ -492,12 +493,13 @@ def test_the_layer_carries_the_mirrored_share_and_an_older_layer_reads_as_none_m
     assert runtime.read(tmp_path) is None, "a missing weight is no split"
 
 
-@pytest.mark.parametrize("mirror", [-1, 101, "half", True, 12.5])
-def test_a_bad_mirrored_share_never_reaches_the_layer(tmp_path, mirror):
-    runtime.publish(tmp_path, Weights(90, 10, 5))
-    with pytest.raises(ValueError, match="mirrored share"):
-        runtime.publish(tmp_path, Weights(100, 0, mirror))  # type: ignore[arg-type]
-    assert runtime.read(tmp_path) == Weights(90, 10, 5)
+@pytest.mark.parametrize(("weights", "mirror"), [((100, 0), -1), ((100, 0), 101), ((100, 0), "half"),
+                                               ((100, 0), True), ((100, 0), 12.5), ((90, 10), 5), ((0, 100), 100)])
+def test_a_bad_mirrored_share_never_reaches_the_layer(tmp_path, weights, mirror):
+    runtime.publish(tmp_path, Weights(100, 0, 5))
+    with pytest.raises(ValueError, match="mirrored share"):  # a canary with a weight would run copies twice
+        runtime.publish(tmp_path, Weights(*weights, mirror))  # type: ignore[arg-type]
+    assert runtime.read(tmp_path) == Weights(100, 0, 5)
 
 
 def test_the_admin_reads_the_mirrored_share_the_gateway_applies():
