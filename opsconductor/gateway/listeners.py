@@ -309,9 +309,10 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
 
 def _mirror_to_canary() -> dict[str, Any]:
     """A copy of the share of calls the mirror runtime key names (0 unless the weights layer
-    says otherwise, and only while the canary's weight is 0: every call then goes to stable) goes to the canary's own hosts, never failing over to stable (the
-    call already runs there); Envoy discards its reply. The copy carries MIRRORED_HEADER, so
-    the canary runs it with read-only tools only."""
+    says otherwise, and only while the canary's weight is 0: every call then goes to stable)
+    goes to the canary's own hosts, never failing over to stable (the call already runs
+    there); Envoy discards its reply. The copy carries MIRRORED_HEADER, so the canary runs it
+    with read-only tools only."""
     return {
         "cluster": "canary_pool",
         "runtime_fraction": {"default_value": {"numerator": 0, "denominator": "HUNDRED"},

@@ -113,6 +113,8 @@ def test_mirrored_calls_reach_the_canary_but_the_caller_only_sees_stables_reply(
     def served(pool: ServicePair) -> float:
         return metric(pool.automation_metrics, "ai_requests_total", tool="echo", status="OK")
 
+    tools = stub.ListTools(automation_pb2.ListToolsRequest(), timeout=10).tools
+    assert tools and all(tool.read_only for tool in tools), "every catalogue tool may run from a copy"
     weights(100, 0, mirror=100)
     before, canary_before, stable_before = mirrored(), served(pools.canary), served(pools.stable)
     assert call_many(stub, 40) == {"stable": 40}, "the caller never gets the canary's answer"
