@@ -194,6 +194,14 @@ def test_the_plot_draws_both_pools_and_the_weight(tmp_path):
     json.dumps(record)  # the record it is drawn from is plain data
 
 
+def test_the_plot_names_a_mirror_step(tmp_path):
+    result, _, _ = run({"canary": HEALTHY, "stable": HEALTHY}, mirror=30)
+    record = rollout.record(rollout.Policy(steps=(20, 100), interval_s=6.0, scrape_interval_s=1.0, mirror=30),
+                            result.steps, result.steps[0].started_at - 1, result.outcome, id=4)
+    svg = write_plot(record, tmp_path / "rollout-0004.svg").read_text()
+    assert "mirror 30 % pass" in svg and "20 % pass" in svg and record["mirror"] == 30
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("15s", 15), ("1m", 60), ("1m30s", 90), ("500ms", 0.5)])
 def test_prometheus_durations(text, seconds):
     assert duration_s(text) == seconds
