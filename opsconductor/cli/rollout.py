@@ -206,9 +206,11 @@ def _age(at: float | None) -> str:
 
 def describe(record: dict) -> str:
     """A rollout record as a few lines a person reads."""
+    mirror = [f"mirror {record['mirror']} %"] if record.get("mirror") else []
     head = (f"rollout {record.get('id', '?')}: {'running' if record.get('running') else record.get('outcome')}"
             f"{' (paused)' if record.get('paused') and record.get('running') else ''}; steps "
-            f"{', '.join(f'{s} %' for s in record.get('steps', []))}, {record.get('interval_s', 0):g} s each "
+            f"{', '.join([*mirror, *(f'{s} %' for s in record.get('steps', []))])}, "
+            f"{record.get('interval_s', 0):g} s each "
             f"(window {record.get('window', '?')}); started {_age(record.get('started_at'))}")
     lines = [head]
     if record.get("reason"):
@@ -216,7 +218,8 @@ def describe(record: dict) -> str:
     for step in record.get("history", []):
         canary = step.get("canary") or {}
         took = "" if step.get("took_s") is None else f" in {step['took_s']:.1f} s"
-        lines.append(f"  {step['weight']:>3} %: {step['verdict']}{took}; canary {canary.get('calls', 0):.0f} calls, "
+        what = f"mirror {step['mirror']} %" if step.get("mirror") else f"{step['weight']:>3} %"
+        lines.append(f"  {what}: {step['verdict']}{took}; canary {canary.get('calls', 0):.0f} calls, "
                      f"errors {percent(canary.get('error_ratio'))}, p99 {millis(canary.get('p99_s'))}"
                      f"{': ' + '; '.join(step.get('reasons', [])) if step.get('reasons') else ''}"
                      f"{' (' + '; '.join(step['notes']) + ')' if step.get('notes') else ''}")

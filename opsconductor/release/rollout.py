@@ -242,18 +242,19 @@ class _Run:
         """Sets the step up, watches and judges it; its verdict (or ABORTED, STOPPED). Mirroring
         is on during a mirror step only: off again whatever its verdict (a stop leaves that to
         the restart policy, which starts the gateways with none)."""
+        set_mirror = self.actions.set_mirror
         if step.mirror:
-            if self.actions.set_mirror is None:
+            if set_mirror is None:
                 raise ValueError("a mirror step needs the stack's set_mirror action")
-            self.actions.set_mirror(step.mirror)
+            set_mirror(step.mirror)
         else:
             self.actions.set_weight(step.weight)
         step.started_at = time.time()
         try:
             return self.watch(step)
         finally:
-            if step.mirror and step.verdict != STOPPED:
-                self.actions.set_mirror(0)  # type: ignore[misc]  # checked above
+            if step.mirror and set_mirror is not None and step.verdict != STOPPED:
+                set_mirror(0)
                 self.echo("mirroring to the canary is off")
 
     def watch(self, step: Step) -> str:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from opsconductor.cli.rollout import describe
 from opsconductor.observability.prometheus import PrometheusError, duration_s
 from opsconductor.release import gate, rollout
 from opsconductor.release.analysis import CanaryCriteria, Slo, check_interval, window_for
@@ -291,3 +292,10 @@ def test_the_rollout_command_builds_a_mirror_step_and_the_plan_shows_it():
     assert policy.mirror == 25 and policy.steps == (50, 100)
     assert rollout.plan(policy).startswith("steps mirror 25 % at weight 0, 50 %, 100 %")
     assert rollouts.policy_of({"interval_s": 8}, scrape_interval_s=2.0).mirror == 0
+
+
+def test_status_shows_a_mirror_step_by_its_share():
+    result, _, _ = run({"canary": HEALTHY, "stable": HEALTHY}, mirror=20)
+    policy = rollout.Policy(steps=(20, 100), interval_s=6.0, scrape_interval_s=1.0, mirror=20)
+    text = describe(rollout.record(policy, result.steps, result.steps[0].started_at, result.outcome, id=5))
+    assert "steps mirror 20 %, 20 %, 100 %" in text and "  mirror 20 %: pass" in text and "   20 %: pass" in text
