@@ -31,6 +31,13 @@ def _steps(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _mirror(text: str) -> int:
+    try:
+        return rollout.check_mirror(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--mirror takes a whole percentage from 0 to 100, not {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rollout_action", nargs="?", choices=ACTIONS, default="start", metavar="ACTION",
                         help=f"{', '.join(ACTIONS)} (default start)")
@@ -46,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="a smoke test pinned to the canary (x-canary: always) before the first step and after "
                              "each; a failure fails the rollout")
+    parser.add_argument("--mirror", type=_mirror, default=0, metavar="PCT",
+                        help="a first step at weight 0 that mirrors PCT %% of calls to the canary (replies "
+                        "discarded; only read-only tools run from them), judged like any step")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the queries, change nothing")
     watch = parser.add_mutually_exclusive_group()
     watch.add_argument("--watch", dest="watch", action="store_true", default=None,
@@ -67,7 +77,7 @@ def _echo(args: argparse.Namespace):
 
 def _command_args(args: argparse.Namespace) -> dict:
     return {"steps": list(args.steps), "interval_s": args.interval, "min_calls": args.min_calls,
-            "hold_timeout_s": args.hold_timeout, "edge": args.edge, "smoke": args.smoke}
+            "hold_timeout_s": args.hold_timeout, "edge": args.edge, "smoke": args.smoke, "mirror": args.mirror}
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -122,15 +132,15 @@ def _dry_run(args: argparse.Namespace) -> int:
         raise ChangeFailed(str(error), exits.USAGE) from None
     policy = rollout.Policy(steps=args.steps, interval_s=args.interval, hold_timeout_s=args.hold_timeout,
                             criteria=CanaryCriteria(min_calls=args.min_calls), scrape_interval_s=scrape,
-                            edge=args.edge, smoke=args.smoke)
+                            edge=args.edge, smoke=args.smoke, mirror=args.mirror)
     print(rollout.plan(policy))
     return exits.OK
 
 
 def _step_of(data: dict) -> rollout.Step:
     """A step back from its record, for the terminal report."""
-    return rollout.Step(weight=data["weight"], verdict=data["verdict"], reasons=data.get("reasons", []),
-                        notes=data.get("notes", []),
+    return rollout.Step(weight=data["weight"], mirror=data.get("mirror", 0), verdict=data["verdict"],
+                        reasons=data.get("reasons", []), notes=data.get("notes", []),
                         canary=Reading(**data["canary"]) if data.get("canary") else None,
                         stable=Reading(**data["stable"]) if data.get("stable") else None,
                         edge=EdgeReading(**data["edge"]) if data.get("edge") else None)
@@ -189,9 +199,11 @@ def _age(at: float | None) -> str:
 
 def describe(record: dict) -> str:
     """A rollout record as a few lines a person reads."""
+    mirror = [f"mirror {record['mirror']} %"] if record.get("mirror") else []
     head = (f"rollout {record.get('id', '?')}: {'running' if record.get('running') else record.get('outcome')}"
             f"{' (paused)' if record.get('paused') and record.get('running') else ''}; steps "
-            f"{', '.join(f'{s} %' for s in record.get('steps', []))}, {record.get('interval_s', 0):g} s each "
+            f"{', '.join([*mirror, *(f'{s} %' for s in record.get('steps', []))])}, "
+            f"{record.get('interval_s', 0):g} s each "
             f"(window {record.get('window', '?')}); started {_age(record.get('started_at'))}")
     lines = [head]
     if record.get("reason"):
@@ -199,7 +211,8 @@ def describe(record: dict) -> str:
     for step in record.get("history", []):
         canary = step.get("canary") or {}
         took = "" if step.get("took_s") is None else f" in {step['took_s']:.1f} s"
-        lines.append(f"  {step['weight']:>3} %: {step['verdict']}{took}; canary {canary.get('calls', 0):.0f} calls, "
+        what = f"mirror {step['mirror']} %" if step.get("mirror") else f"{step['weight']:>3} %"
+        lines.append(f"  {what}: {step['verdict']}{took}; canary {canary.get('calls', 0):.0f} calls, "
                      f"errors {percent(canary.get('error_ratio'))}, p99 {millis(canary.get('p99_s'))}"
                      f"{': ' + '; '.join(step.get('reasons', [])) if step.get('reasons') else ''}"
                      f"{' (' + '; '.join(step['notes']) + ')' if step.get('notes') else ''}")

@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX
+from opsconductor.gateway.settings import MIRROR_RUNTIME_KEY, RUNTIME_KEY_PREFIX
 from services.common.names import AUTOMATION_SERVICE, POOLS
 
 
@@ -37,6 +37,7 @@ class Weights:
 
     stable: int
     canary: int
+    mirror: int = 0  # percent of the weighted calls also copied to the canary's pool, replies discarded
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class PoolCalls:
         return sum(count for code, count in self.by_status.items() if code != 0)
 
 
-def validate_weights(stable: object, canary: object) -> Weights:
+def validate_weights(stable: object, canary: object, mirror: object = 0) -> Weights:
     """Checked weights, or ValueError: Envoy itself takes any value and misbehaves on bad ones
     (all-zero weights trip an internal error on every call; a non-number silently reverts)."""
     checked = []
@@ -75,7 +76,13 @@ def validate_weights(stable: object, canary: object) -> Weights:
         raise ValueError("weights must not both be 0: no pool would get any call")
     if sum(checked) != 100:
         raise ValueError(f"weights must add up to 100, got {checked[0]} + {checked[1]}")
-    return Weights(*checked)
+    if isinstance(mirror, str) and re.fullmatch(r"\d{1,3}", mirror.strip()):
+        mirror = int(mirror)
+    if isinstance(mirror, bool) or not isinstance(mirror, int) or not 0 <= mirror <= 100:
+        raise ValueError(f"the mirrored share must be a whole number from 0 to 100, got {mirror!r}")
+    if mirror and checked[1]:  # a call the weights sent to the canary would run there twice
+        raise ValueError(f"the mirrored share needs the canary's weight at 0, not {checked[1]}")
+    return Weights(*checked, mirror)
 
 
 class EnvoyAdmin:
@@ -96,7 +103,11 @@ class EnvoyAdmin:
                 values.append(int(entries[key]["final_value"]))
             except (KeyError, ValueError) as error:
                 raise AdminError(f"runtime key {key} missing or not a number") from error
-        return Weights(*values)
+        try:
+            mirror = int(entries.get(MIRROR_RUNTIME_KEY, {}).get("final_value") or 0)
+        except ValueError as error:
+            raise AdminError(f"runtime key {MIRROR_RUNTIME_KEY} not a number") from error
+        return Weights(*values, mirror)
 
     def pool_health(self) -> dict[str, PoolHealth]:
         """Healthy and total hosts per pool, as Envoy's health checks see them."""

@@ -13,7 +13,8 @@ from opsconductor.gateway import runtime
 from opsconductor.gateway.clusters import clusters
 from opsconductor.gateway.listeners import gateway_listener, stats_listener
 from opsconductor.gateway.tls import bootstrap_node
-from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, socket_address
+from opsconductor.gateway.settings import (MIRROR_RUNTIME_KEY, RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings,
+                                          socket_address)
 from opsconductor.gateway.tracing import runtime_defaults
 
 
@@ -60,4 +61,5 @@ def _default_weights(s: EnvoySettings) -> dict[str, int]:
     return {
         f"{RUNTIME_KEY_PREFIX}.stable": 100 - s.canary_weight,
         f"{RUNTIME_KEY_PREFIX}.canary": s.canary_weight,
+        MIRROR_RUNTIME_KEY: 0,  # mirroring is switched on through the weights layer only
     }

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, RATE_LIMITED_HEADER,
-                                          RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings, JwtSettings,
-                                          duration, socket_address)
+from opsconductor.gateway.settings import (CANARY_HEADER, ENDPOINT_METADATA, MIRROR_RUNTIME_KEY,
+                                          RATE_LIMITED_HEADER, RUNTIME_KEY_PREFIX, TYPE_PREFIX, EnvoySettings,
+                                          JwtSettings, duration, socket_address)
 from opsconductor.gateway.tls import edge_transport_socket, stats_transport_socket
 from opsconductor.gateway.tracing import hcm_tracing, name_spans_after_routes
-from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE
+from services.common.names import AUTOMATION_METHODS, AUTOMATION_SERVICE, MIRRORED_HEADER
 
 _AUTOMATION_PREFIX = f"/{AUTOMATION_SERVICE}/"
 _HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
@@ -41,6 +41,8 @@ def gateway_listener(s: EnvoySettings) -> dict[str, Any]:
         "name": "opsconductor",
         "domains": ["*"],
         "routes": _gateway_routes(s),
+        # Only the gateway marks a call as mirrored (see _mirror_to_canary).
+        "request_headers_to_remove": [MIRRORED_HEADER],
         "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(s)},
     }
     hcm = _hcm("gateway", virtual_host, _http_filters(s), [_access_log(s, "request")])
@@ -275,22 +277,25 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
     ]
     # A tester's pin wins over the weights: it goes straight to the pool cluster, with no
     # failover, so a pinned call really ran on the pool it names (or fails saying so).
+    # A call pinned to stable is mirrored like a weighted one (its reply still comes from
+    # stable); one pinned to the canary is not: the copy would run it there twice.
     for value, pool in (("always", "canary"), ("never", "stable")):
+        pinned = _route_action(s, {"cluster": f"{pool}_pool"}, failover=False)
+        if pool == "stable":
+            pinned["request_mirror_policies"] = [_mirror_to_canary()]
         routes.append({
             "name": f"automation_pinned_{pool}",
             "match": {**automation, "headers": [
                 {"name": CANARY_HEADER, "string_match": {"exact": value}}]},
-            "route": _route_action(s, {"cluster": f"{pool}_pool"}, failover=False),
+            "route": pinned,
         })
-    routes.append({
-        "name": "automation",
-        "match": automation,
-        "route": _route_action(s, {"weighted_clusters": {
-            "runtime_key_prefix": RUNTIME_KEY_PREFIX,
-            "clusters": [{"name": pool, "weight": weight} for pool, weight in
-                         (("stable", 100 - s.canary_weight), ("canary", s.canary_weight))],
-        }}, failover=True),
-    })
+    weighted = _route_action(s, {"weighted_clusters": {
+        "runtime_key_prefix": RUNTIME_KEY_PREFIX,
+        "clusters": [{"name": pool, "weight": weight} for pool, weight in
+                     (("stable", 100 - s.canary_weight), ("canary", s.canary_weight))],
+    }}, failover=True)
+    weighted["request_mirror_policies"] = [_mirror_to_canary()]
+    routes.append({"name": "automation", "match": automation, "route": weighted})
     for service, methods in _OPEN_METHODS.items():
         routes.append({
             "name": service.lower().replace(".", "_"),
@@ -300,6 +305,22 @@ def _gateway_routes(s: EnvoySettings) -> list[dict[str, Any]]:
             "route": _route_action(s, {"cluster": "stable"}, failover=True),
         })
     return routes
+
+
+def _mirror_to_canary() -> dict[str, Any]:
+    """A copy of the share of calls the mirror runtime key names (0 unless the weights layer
+    says otherwise, and only while the canary's weight is 0: every call then goes to stable)
+    goes to the canary's own hosts, never failing over to stable (the call already runs
+    there); Envoy discards its reply. The copy carries MIRRORED_HEADER, so the canary runs it
+    with read-only tools only."""
+    return {
+        "cluster": "canary_pool",
+        "runtime_fraction": {"default_value": {"numerator": 0, "denominator": "HUNDRED"},
+                             "runtime_key": MIRROR_RUNTIME_KEY},
+        "trace_sampled": False,  # the caller's trace shows its own call, not the shadow
+        "request_headers_mutations": [{"append": {
+            "header": {"key": MIRRORED_HEADER, "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}],
+    }
 
 
 # Envoy answers a request whose content type is application/grpc (with "+..." or ";...") in

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from opsconductor.gateway.admin import Weights, validate_weights
-from opsconductor.gateway.settings import RUNTIME_KEY_PREFIX
+from opsconductor.gateway.settings import MIRROR_RUNTIME_KEY, RUNTIME_KEY_PREFIX
 from services.common.names import POOLS
 
 DATA_LINK = "..data"  # what Envoy's disk layer watches (kubelet's name for a ConfigMap volume)
@@ -27,7 +27,8 @@ def runtime_key(pool: str) -> str:
 
 def layer_files(weights: Weights) -> dict[str, str]:
     """The layer's files (= a ConfigMap's data): runtime key -> value."""
-    return {runtime_key(pool): str(getattr(weights, pool)) for pool in POOLS}
+    return {**{runtime_key(pool): str(getattr(weights, pool)) for pool in POOLS},
+            MIRROR_RUNTIME_KEY: str(weights.mirror)}
 
 
 def disk_layer(directory: str) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def disk_layer(directory: str) -> dict[str, Any]:
 
 def publish(directory: Path, weights: Weights) -> None:
     """Swaps in a generation holding `weights`; readers see the old tree or the new, never half."""
-    weights = validate_weights(weights.stable, weights.canary)
+    weights = validate_weights(weights.stable, weights.canary, weights.mirror)
     directory.mkdir(parents=True, exist_ok=True)
     generation = directory / f"..{time.time_ns()}"
     generation.mkdir()
@@ -59,10 +60,14 @@ def publish(directory: Path, weights: Weights) -> None:
 def read(directory: Path) -> Weights | None:
     """The weights the layer holds now, or None when it holds none (or not ours)."""
     values = []
-    for pool in POOLS:
+    for key in (*map(runtime_key, POOLS), MIRROR_RUNTIME_KEY):
         try:
-            with open(directory / DATA_LINK / runtime_key(pool), "rb") as file:
+            with open(directory / DATA_LINK / key, "rb") as file:
                 values.append(file.read(MAX_VALUE_BYTES + 1).decode().strip())
+        except FileNotFoundError:
+            if key != MIRROR_RUNTIME_KEY:
+                return None
+            values.append("0")  # a layer written before mirroring existed: no mirroring
         except (OSError, UnicodeDecodeError):
             return None
     try:

@@ -12,6 +12,11 @@ from opsconductor.stack.ports import LOCAL_PORTS, replica_ports
 # Route-level clusters are named after the pools; the runtime key of a pool's weight is
 # "<RUNTIME_KEY_PREFIX>.<pool>", a file of the weights layer (opsconductor/gateway/runtime.py).
 RUNTIME_KEY_PREFIX = "routing.automation"
+# Percent of the weighted calls also copied to the canary's pool (replies discarded), a file of
+# the same layer, so every replica mirrors alike; 0 in the static layer.
+MIRROR_RUNTIME_KEY = f"{RUNTIME_KEY_PREFIX}.mirror"
+# MIRRORED_HEADER (services/common/names.py) marks a mirrored copy: gRPC Python does not show
+# a handler the :authority that Envoy suffixes with "-shadow".
 CANARY_HEADER = "x-canary"
 RATE_LIMITED_HEADER = "x-ratelimited"
 ENDPOINT_METADATA = "opsconductor"  # filter_metadata namespace carrying each host's pool

@@ -12,14 +12,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from opsconductor.gateway.admin import Weights
 from opsconductor.identity.spec import TlsSpec
 from opsconductor.load import h2load
 from opsconductor.load.bench import Bench, start_stack
 from opsconductor.gateway.settings import DEFAULT_SAMPLE_PERCENT
 from opsconductor.stack.spec import version_of
+from opsconductor.stack.state import write_weights
 from opsconductor.stack.traces import TraceSpec
 
-# feature -> variant label -> StackSpec overrides. The first variant is the baseline.
+# feature -> variant label -> StackSpec overrides (and "weights", the split the stack starts
+# with). The first variant is the baseline.
 FEATURES: dict[str, dict[str, dict[str, object]]] = {
     "telemetry": {"off": {"service_env": {"TELEMETRY": "off"}}, "on": {}},
     # Spans from every hop into the embedded trace store (whose CPU counts too): none at all,
@@ -34,6 +37,9 @@ FEATURES: dict[str, dict[str, dict[str, object]]] = {
     # Another checkout's services (--baseline-source, e.g. a worktree of the last release)
     # against this one's: what a change costs. The gateway is this checkout's in both.
     "checkout": {"baseline": {}, "this checkout": {}},
+    # Every call to stable, and each one mirrored to the canary as well or not: what the
+    # mesh spends on the copies (the caller's latency should not move; the canary's CPU does).
+    "mirror": {"off": {"weights": Weights(100, 0)}, "100 %": {"weights": Weights(100, 0, mirror=100)}},
 }
 
 
@@ -68,7 +74,11 @@ def measure_cost(options: CostOptions) -> dict:
             print(f"{options.feature} {label}, round {round_index + 1} of {options.rounds} …", file=sys.stderr,
                   flush=True)
             with tempfile.TemporaryDirectory(prefix="opsconductor-cost-") as tmp:
-                stack = start_stack(Path(tmp), **variants[label])
+                overrides = dict(variants[label])
+                weights = overrides.pop("weights", None)
+                if isinstance(weights, Weights):
+                    write_weights(Path(tmp), weights)  # the supervisor publishes it as it starts
+                stack = start_stack(Path(tmp), **overrides)
                 try:
                     bench = Bench(stack, use_h2load, processes=tuple(stack.supervisor.components))
                     bench.measure("warm-up", bench.endpoints["gateway gRPC"], concurrency=16,

@@ -69,7 +69,8 @@ def write_plot(record: dict, path: Path) -> Path:
             for axis in (rate, latency, weight):
                 axis.axvline(step["ended_at"] - start, color=VERDICT_COLOURS.get(verdict, "#999999"),
                              linestyle="--", linewidth=0.8)
-            weight.annotate(f"{step['weight']} % {verdict}", (step["ended_at"] - start, step["weight"]),
+            what = f"mirror {step['mirror']} %" if step.get("mirror") else f"{step['weight']} %"  # weight 0
+            weight.annotate(f"{what} {verdict}", (step["ended_at"] - start, step["weight"]),
                             textcoords="offset points", xytext=(-4, 4), ha="right", fontsize=8)
     end = (record.get("ended_at") or record.get("updated_at") or start) - start
     final = 0 if record.get("outcome") in ("rolled back", "aborted") else weights[-1]

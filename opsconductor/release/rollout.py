@@ -1,5 +1,7 @@
-"""Automated canary analysis: step the canary's share (default 10 → 50 → 100), let traffic flow
-for an interval, and judge the canary against the SLO, against stable, and from the gateway's
+"""Automated canary analysis: step the canary's share (default 10 → 50 → 100), optionally after
+a mirror step (the weight stays 0 while a share of calls is copied to the canary, its replies
+discarded, and the canary is judged on its own metrics of those copies), let traffic flow for
+an interval, and judge the canary against the SLO, against stable, and from the gateway's
 view of its share. Too few canary calls holds the step; past the hold deadline the rollout
 fails. A failure (or an abort) rolls back at once; passing every step promotes the canary. The
 stack is acted on through callbacks and paused, resumed or aborted through a Control, so this
@@ -33,6 +35,7 @@ class Policy:
     scrape_interval_s: float = 15.0  # of the Prometheus the analysis reads
     edge: bool = True  # judge the canary from the gateway's view as well
     smoke: bool = False  # a smoke test pinned to the canary before the first step and after each
+    mirror: int = 0  # percent of calls mirrored to the canary in a first step at weight 0 (0: no such step)
 
     @property
     def window(self) -> str:
@@ -51,6 +54,7 @@ class Policy:
 @dataclass
 class Step:
     weight: int
+    mirror: int = 0  # percent of calls mirrored to the canary (a mirror step: weight 0)
     canary: Reading | None = None
     stable: Reading | None = None
     edge: EdgeReading | None = None
@@ -62,15 +66,22 @@ class Step:
     judged: int = 0  # readings taken (more than one when the step held)
     samples: list[dict] = field(default_factory=list)  # for the plot
 
+    @property
+    def label(self) -> str:
+        return f"mirror {self.mirror} %" if self.mirror else f"{self.weight} %"
+
 
 @dataclass(frozen=True)
 class Actions:
-    """What the rollout does to the stack; `smoke` (optional) returns the checks that failed."""
+    """What the rollout does to the stack; `smoke` (optional) returns the checks that failed;
+    `set_mirror(percent)` (needed for a mirror step) keeps the weight at 0 and mirrors that
+    share of calls to the canary, 0 turning mirroring off."""
 
     set_weight: Callable[[int], object]
     promote: Callable[[], object]
     rollback: Callable[[], object]
     smoke: Callable[[], list[str]] | None = None
+    set_mirror: Callable[[int], object] | None = None
 
 
 class Control:
@@ -119,6 +130,13 @@ class Result:
         return self.outcome == PROMOTED
 
 
+def check_mirror(value: object) -> int:
+    """The mirrored share of a mirror step, 0 (none) to 100; ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError(f"mirror must be a whole percentage from 0 to 100, not {value!r}")
+    return value
+
+
 def parse_steps(text: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(part) for part in text.split(","))
@@ -150,13 +168,13 @@ class _Run:
                 return stop, paused_for
             started = self.clock()
             if self.control.paused.is_set():
-                self.echo(f"paused at {step.weight} %: the weight stays; `canary rollout resume` goes on")
+                self.echo(f"paused at {step.label}: the weight stays; `canary rollout resume` goes on")
                 self.observe(self.steps)
                 while self.control.paused.is_set() and not self.control.interrupted():
                     self.sleep(1.0)
                 paused_for += self.clock() - started
                 if not self.control.interrupted():
-                    self.echo(f"resumed at {step.weight} %")
+                    self.echo(f"resumed at {step.label}")
                     self.observe(self.steps)
                 continue
             self.sleep(min(left, every - since_sample, 1.0))
@@ -170,7 +188,7 @@ class _Run:
 
     def sample(self, step: Step) -> None:
         window = self.policy.sample_window
-        point = {"at": time.time(), "weight": step.weight}
+        point = {"at": time.time(), "weight": step.weight, "mirror": step.mirror}
         for pool in ("canary", "stable"):
             reading = read(self.query, window, pool)
             point[pool] = {"calls": reading.calls, "error_ratio": reading.error_ratio, "p99_s": reading.p99_s}
@@ -188,7 +206,9 @@ class _Run:
         step.judged += 1
         if policy.edge:
             step.edge = read_edge(self.query, policy.window, "canary")
-            at_edge = edge_problems(step.weight, step.edge, policy.criteria)
+            # A mirror step routes no call to the canary's share (the copies go to its hosts
+            # directly), so its hosts must be healthy as at any weight above 0.
+            at_edge = edge_problems(step.weight or step.mirror, step.edge, policy.criteria)
             if at_edge:  # evidence even while too few calls reached the canary itself
                 reasons = [] if step.verdict == "hold" else step.reasons
                 step.verdict, step.reasons = "fail", reasons + at_edge
@@ -208,38 +228,65 @@ class _Run:
                         started_at=time.time(), ended_at=time.time())
             self.steps.append(step)
             return self.roll_back(ROLLED_BACK)
-        for weight in policy.steps:
-            self.actions.set_weight(weight)
-            step = Step(weight, started_at=time.time())
-            self.steps.append(step)
-            self.observe(self.steps)
-            self.echo(f"step {weight} %: watching for {policy.interval_s:g} s (window {policy.window}) …")
-            held_since = self.clock()
-            while True:
-                stop, paused_for = self.wait(policy.interval_s, step)
-                held_since += paused_for
-                if stop:
-                    step.verdict, step.ended_at = stop, time.time()
-                    step.reasons.append(self.control.abort_reason if stop == ABORTED else "the stack stopped")
-                    return self.roll_back(ABORTED) if stop == ABORTED else self.finish(STOPPED)
-                self.judge(step)
-                self.observe(self.steps)
-                self.echo(line(step))
-                if step.verdict != "hold":
-                    break
-                if self.clock() - held_since >= policy.hold_timeout:
-                    step.verdict = "fail"
-                    step.reasons.append(f"held {policy.hold_timeout:g} s without enough canary traffic")
-                    break
-            if step.verdict == "pass":
-                problems = self.smoke(f"after the {weight} % step")
-                if problems:
-                    step.verdict, step.reasons = "fail", [f"smoke: {problem}" for problem in problems]
-            step.ended_at = time.time()
-            if step.verdict == "fail":
+        planned = [Step(0, mirror=policy.mirror)] if policy.mirror else []
+        for step in [*planned, *(Step(weight) for weight in policy.steps)]:
+            verdict = self.run_step(step)
+            if verdict == "fail":
                 return self.roll_back(ROLLED_BACK)
+            if verdict in (ABORTED, STOPPED):
+                return self.roll_back(ABORTED) if verdict == ABORTED else self.finish(STOPPED)
         self.actions.promote()
         return self.finish(PROMOTED)
+
+    def run_step(self, step: Step) -> str:
+        """Sets the step up, watches and judges it; its verdict (or ABORTED, STOPPED). Mirroring
+        is on during a mirror step only: off again whatever its verdict (a stop leaves that to
+        the restart policy, which starts the gateways with none)."""
+        set_mirror = self.actions.set_mirror
+        if step.mirror:
+            if set_mirror is None:
+                raise ValueError("a mirror step needs the stack's set_mirror action")
+            set_mirror(step.mirror)
+        else:
+            self.actions.set_weight(step.weight)
+        step.started_at = time.time()
+        try:
+            return self.watch(step)
+        finally:
+            if step.mirror and set_mirror is not None and step.verdict != STOPPED:
+                set_mirror(0)
+                self.echo("mirroring to the canary is off")
+
+    def watch(self, step: Step) -> str:
+        policy = self.policy
+        self.steps.append(step)
+        self.observe(self.steps)
+        what = (f"weight 0, {step.mirror} % of calls mirrored to the canary (replies discarded)" if step.mirror
+                else f"{step.weight} %")
+        self.echo(f"step {what}: watching for {policy.interval_s:g} s (window {policy.window}) …")
+        held_since = self.clock()
+        while True:
+            stop, paused_for = self.wait(policy.interval_s, step)
+            held_since += paused_for
+            if stop:
+                step.verdict, step.ended_at = stop, time.time()
+                step.reasons.append(self.control.abort_reason if stop == ABORTED else "the stack stopped")
+                return stop
+            self.judge(step)
+            self.observe(self.steps)
+            self.echo(line(step))
+            if step.verdict != "hold":
+                break
+            if self.clock() - held_since >= policy.hold_timeout:
+                step.verdict = "fail"
+                step.reasons.append(f"held {policy.hold_timeout:g} s without enough canary traffic")
+                break
+        if step.verdict == "pass":
+            problems = self.smoke(f"after the {step.label} step")
+            if problems:
+                step.verdict, step.reasons = "fail", [f"smoke: {problem}" for problem in problems]
+        step.ended_at = time.time()
+        return step.verdict
 
     def roll_back(self, outcome: str) -> Result:
         started = time.monotonic()
@@ -270,14 +317,15 @@ def line(step: Step) -> str:
     if step.edge is not None:
         edge = (f"; gateway {step.edge.calls:.0f} calls, {step.edge.bad:.0f} failed/refused/failed over")
     notes = f" ({'; '.join(step.notes)})" if step.notes else ""
-    return (f"  {step.weight} %: canary {canary.calls:.0f} calls, errors {percent(canary.error_ratio)}, "
+    return (f"  {step.label}: canary {canary.calls:.0f} calls, errors {percent(canary.error_ratio)}, "
             f"p99 {millis(canary.p99_s)}{edge} → {step.verdict}"
             f"{': ' + '; '.join(step.reasons) if step.reasons else ''}{notes}")
 
 
 def step_data(step: Step) -> dict:
     """A step as data: what `-o json` shows and the rollout's records hold."""
-    return {"weight": step.weight, "verdict": step.verdict, "reasons": list(step.reasons), "notes": list(step.notes),
+    return {"weight": step.weight, "mirror": step.mirror, "verdict": step.verdict, "reasons": list(step.reasons),
+            "notes": list(step.notes),
             "canary": asdict(step.canary) if step.canary else None,
             "stable": asdict(step.stable) if step.stable else None,
             "edge": asdict(step.edge) if step.edge else None,
@@ -293,7 +341,7 @@ def record(policy: Policy, steps: list[Step], started_at: float, outcome: str | 
             "ended_at": None if outcome is None else time.time(),
             "interval_s": policy.interval_s, "window": policy.window, "hold_timeout_s": policy.hold_timeout,
             "scrape_interval_s": policy.scrape_interval_s, "min_calls": policy.criteria.min_calls,
-            "edge": policy.edge, "smoke": policy.smoke,
+            "edge": policy.edge, "smoke": policy.smoke, "mirror": policy.mirror,
             "steps": list(policy.steps), "weight": steps[-1].weight if steps else None,
             "history": [step_data(step) for step in steps], **extra}
 
@@ -305,23 +353,29 @@ def report(steps: list[Step], outcome: str) -> str:
             if reading is None:
                 continue
             verdict = f"{step.verdict.upper()} {'; '.join(step.reasons)}" if name == "canary" else ""
-            lines.append(f"{step.weight:>4}% {name:7} {reading.calls:>7.0f} {success(reading):>9} "
+            lines.append(f"{_tag(step)} {name:7} {reading.calls:>7.0f} {success(reading):>9} "
                          f"{millis(reading.p95_s):>10} {millis(reading.p99_s):>10}  {verdict}")
         if step.edge is not None:
-            lines.append(f"{step.weight:>4}% {'gateway':7} {step.edge.calls:>7.0f} "
+            lines.append(f"{_tag(step)} {'gateway':7} {step.edge.calls:>7.0f} "
                          f"{'—' if step.edge.error_ratio is None else f'{(1 - step.edge.error_ratio) * 100:.2f} %':>9} "
                          f"{'':>10} {millis(step.edge.p99_s):>10}  {step.edge.failovers:.0f} failed over, "
                          f"{step.edge.upstream_failures:.0f} refused/reset")
         for note in step.notes:
-            lines.append(f"{step.weight:>4}% note: {note}")
+            lines.append(f"{_tag(step)} note: {note}")
     lines.append(f"\nrollout {outcome}")
     return "\n".join(lines)
+
+
+def _tag(step: Step) -> str:
+    """A step in the report's first column: "  50%", or "m 20%" for a mirror step."""
+    return f"m{step.mirror:>3}%" if step.mirror else f"{step.weight:>4}%"
 
 
 def plan(policy: Policy) -> str:
     """What --dry-run prints: the steps, the criteria and every query."""
     c = policy.criteria
-    lines = [f"steps {', '.join(f'{s} %' for s in policy.steps)}; {policy.interval_s:g} s each (window "
+    mirror = [f"mirror {policy.mirror} % at weight 0"] if policy.mirror else []
+    lines = [f"steps {', '.join([*mirror, *(f'{s} %' for s in policy.steps)])}; {policy.interval_s:g} s each (window "
              f"{policy.window}, Prometheus scrapes every {policy.scrape_interval_s:g} s); at least "
              f"{c.min_calls} canary calls (hold up to {policy.hold_timeout:g} s)",
              f"SLO: error rate < {percent(c.slo.max_error_ratio)}, p95 < {millis(c.slo.max_p95_s, 0)}, "

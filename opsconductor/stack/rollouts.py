@@ -50,8 +50,9 @@ def policy_of(args: dict, scrape_interval_s: float) -> rollout.Policy:
     min_calls = args.get("min_calls", 50)
     if isinstance(min_calls, bool) or not isinstance(min_calls, int) or not 1 <= min_calls <= MAX_MIN_CALLS:
         raise ValueError("min_calls must be a whole number from 1 to 10000000")
+    mirror = rollout.check_mirror(args.get("mirror", 0))
     check_interval(interval, scrape_interval_s)
-    return rollout.Policy(steps=parsed, interval_s=interval, hold_timeout_s=hold_s,
+    return rollout.Policy(mirror=mirror, steps=parsed, interval_s=interval, hold_timeout_s=hold_s,
                           criteria=CanaryCriteria(min_calls=min_calls), scrape_interval_s=scrape_interval_s,
                           edge=args.get("edge", True) is not False, smoke=args.get("smoke") is True)
 
@@ -132,7 +133,8 @@ class Rollouts:
         def work(progress: Progress) -> dict:
             return self._run(policy, url, progress)
 
-        steps = ", ".join(f"{s} %" for s in policy.steps)
+        mirror = [f"mirror {policy.mirror} %"] if policy.mirror else []
+        steps = ", ".join([*mirror, *(f"{s} %" for s in policy.steps)])
         return f"canary rollout: {steps}, {policy.interval_s:g} s each", work
 
     def _run(self, policy: rollout.Policy, url: str, progress: Progress) -> dict:
@@ -152,6 +154,7 @@ class Rollouts:
         actions = rollout.Actions(
             set_weight=lambda weight: set_canary_share(directory, weight, stack.gateway_admins()),
             rollback=lambda: set_canary_share(directory, 0, stack.gateway_admins()),
+            set_mirror=lambda percent: set_canary_share(directory, 0, stack.gateway_admins(), mirror=percent),
             promote=lambda: _promote(stack, progress),
             smoke=(lambda: pinned_smoke(stack.endpoints[state.GATEWAY])) if policy.smoke else None)
         self.control = control

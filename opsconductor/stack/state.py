@@ -180,7 +180,7 @@ def read_weights(state_dir: Path) -> Weights | None:
     """The weights kept for a restarted stack, if any were set."""
     try:
         data = json.loads((state_dir / WEIGHTS_FILE).read_text())
-        return Weights(stable=int(data["stable"]), canary=int(data["canary"]))
+        return Weights(stable=int(data["stable"]), canary=int(data["canary"]), mirror=int(data.get("mirror", 0)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -21,10 +21,12 @@ def runtime_dir(state_dir: Path) -> Path:
     return state_dir.resolve() / RUNTIME_DIR
 
 
-def set_canary_share(state_dir: Path, percent: int, admins: Sequence[EnvoyAdmin] = ()) -> Weights:
-    """Sends `percent` of calls to the canary: kept in weights.json, published to the layer,
-    and returned once every gateway of `admins` applies it."""
-    weights = validate_weights(100 - percent, percent)
+def set_canary_share(state_dir: Path, percent: int, admins: Sequence[EnvoyAdmin] = (),
+                     mirror: int = 0) -> Weights:
+    """Sends `percent` of calls to the canary (and copies `mirror` percent of the rest there,
+    replies discarded; any other change turns mirroring off): kept in weights.json, published
+    to the layer, and returned once every gateway of `admins` applies it."""
+    weights = validate_weights(100 - percent, percent, mirror)
     write_weights(state_dir, weights)
     publish_saved(state_dir)
     wait_applied(admins, weights)

@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-from services.common import rpc_spans, spiffe, status
+from services.common import mirroring, rpc_spans, spiffe, status
 from services.common.certificates import CertificateWatcher, Material
 from services.common.errors import MeshError
 from services.common.mtls import channel_credentials
@@ -85,10 +85,12 @@ class PipelineClient:
             task.cancel()
 
     async def execute(self, request: pipeline_pb2.ExecuteRequest, trace_id: str,
-                      timeout_s: float) -> pipeline_pb2.ExecuteResponse:
+                      timeout_s: float, mirrored: bool = False) -> pipeline_pb2.ExecuteResponse:
+        """`mirrored`: the call is the gateway's copy, so the pipeline runs read-only tools only."""
         try:
             with rpc_spans.client_span(PIPELINE_EXECUTE, trace_id) as call:
-                return await self._stub.Execute(request, timeout=timeout_s, metadata=call.metadata or None)
+                metadata = (*(call.metadata or ()), *mirroring.MARK) if mirrored else call.metadata
+                return await self._stub.Execute(request, timeout=timeout_s, metadata=metadata or None)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, timeout_s) from None
 

@@ -43,6 +43,13 @@ class InjectedFaultError(MeshError):
     reason = "INJECTED_FAULT"
 
 
+class NotReadOnlyError(MeshError):
+    """A call the gateway mirrored to the canary chose a tool that is not read-only: refused,
+    since its reply is discarded and the caller's own call runs the tool already."""
+
+    reason = "NOT_READ_ONLY"
+
+
 class OverloadedError(MeshError):
     """The service is at its limit of calls of this kind in flight; the caller may retry later."""
 

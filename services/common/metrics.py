@@ -19,7 +19,7 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
 
 # Codes pre-created for each method, so error ratios read 0 rather than "no data".
 PRECREATED_CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "DEADLINE_EXCEEDED",
-                    "UNAVAILABLE", "INTERNAL", "CANCELLED", "UNKNOWN", "RESOURCE_EXHAUSTED")
+                    "UNAVAILABLE", "INTERNAL", "CANCELLED", "UNKNOWN", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION")
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 

@@ -17,5 +17,9 @@ AUTOMATION_EXECUTE = f"/{AUTOMATION_SERVICE}/{_AUTOMATION.methods_by_name['Execu
 PIPELINE_EXECUTE = f"/{PIPELINE_SERVICE}/{_PIPELINE.methods_by_name['Execute'].name}"
 PIPELINE_LIST_TOOLS = f"/{PIPELINE_SERVICE}/{_PIPELINE.methods_by_name['ListTools'].name}"
 
+# The gateway sets this header on a copy of a call it mirrors to the canary (and removes it
+# from every caller's request); such a call runs read-only tools only.
+MIRRORED_HEADER = "x-opsconductor-mirrored"
+
 # A pool is one version of both services; stable and canary run side by side.
 POOLS = ("stable", "canary")

@@ -23,6 +23,7 @@ STATUS_BY_REASON: dict[str, grpc.StatusCode] = {
     "INJECTED_FAULT": grpc.StatusCode.INTERNAL,
     "CANCELLED": grpc.StatusCode.CANCELLED,
     "OVERLOADED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "NOT_READ_ONLY": grpc.StatusCode.FAILED_PRECONDITION,
 }
 ERROR_REASONS = tuple(STATUS_BY_REASON)
 

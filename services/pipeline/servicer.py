@@ -10,8 +10,8 @@ import grpc
 from opentelemetry import trace
 
 from opsconductor.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
-from services.common import status, tracing
-from services.common.errors import MeshError, OverloadedError, UnknownToolError, ValidationError
+from services.common import mirroring, status, tracing
+from services.common.errors import MeshError, NotReadOnlyError, OverloadedError, UnknownToolError, ValidationError
 from services.common.validation import check_execute
 from services.pipeline.faults import FaultInjector
 from services.pipeline.metrics import PipelineMetrics
@@ -34,7 +34,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
 
     async def Execute(self, request: pipeline_pb2.ExecuteRequest, context: grpc.aio.ServicerContext):
         start = time.perf_counter()
-        trace_id, _ = tracing.resolve(request.trace_id, context.invocation_metadata() or ())
+        metadata = context.invocation_metadata() or ()
+        trace_id, _ = tracing.resolve(request.trace_id, metadata)
         context.set_trailing_metadata(((status.TRACE_ID_KEY, trace_id),))
         plan: Plan | None = None
         try:
@@ -43,6 +44,9 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
             check_execute(request.input, request.tool, request.platform, request.arguments)
             await self._faults.apply()
             plan = self._traced_plan(request)
+            if not plan.tool.read_only and mirroring.is_mirrored(metadata):
+                raise NotReadOnlyError(f"tool {plan.tool.name!r} is not read-only, so it does not run from a call "
+                                       "mirrored to the canary", tool=plan.tool.name)
             output = await self._traced_run(plan, request, context.time_remaining())
         except MeshError as error:
             tracing.record_failure(error.reason, error.message)
@@ -158,4 +162,5 @@ def _tool_message(tool: Tool) -> pipeline_pb2.Tool:
         name=tool.name, description=tool.description, platforms=tool.platforms, input_hint=tool.input_hint,
         arguments=[pipeline_pb2.ToolArgument(name=argument.name, description=argument.description,
                                              required=argument.required, default_value=argument.default,
-                                             type=argument.type) for argument in tool.arguments])
+                                             type=argument.type) for argument in tool.arguments],
+        read_only=tool.read_only)

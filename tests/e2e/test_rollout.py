@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from opsconductor.stack import state
 from tests.e2e.test_release_checks import canary_weight, interruptible
 from tests.support.procs import BIN
 from tests.support.stack import start_stack, stop_stack, up_argv
@@ -112,6 +113,28 @@ def test_a_smoke_test_pinned_to_the_canary_fails_the_rollout_before_its_first_st
     assert step["reasons"] and all(reason.startswith("smoke: echo pinned to the canary") for reason in step["reasons"])
     assert "smoke test pinned to the canary before the first step: FAILED" in result.stderr
     assert canary_weight(fast_stack) == 0
+
+
+def test_a_mirror_step_is_judged_on_the_canarys_mirrored_calls_at_weight_0(fast_stack):
+    with Traffic(fast_stack.gateway, rate=50) as traffic:
+        started = fast_stack.cli("canary", "rollout", "start", "--no-watch", "--mirror", "100", "--steps", "50,100",
+                                 "--interval", "4", "--min-calls", "10")
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 60
+        while len(status(fast_stack).get("history") or []) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling the record the rollout rewrites at each step
+        try:
+            record = status(fast_stack)
+            mirror_step = record["history"][0]
+            assert (mirror_step["weight"], mirror_step["mirror"], mirror_step["verdict"]) == (0, 100, "pass"), record
+            # Judged on the canary's own metrics: at weight 0 they hold the mirrored copies only.
+            assert mirror_step["canary"]["calls"] >= 10
+            assert record["weight"] == 50 and state.read_weights(fast_stack.state_dir).mirror == 0
+        finally:
+            aborted = fast_stack.cli("canary", "rollout", "abort")
+    assert aborted.returncode == 0, aborted.stderr
+    assert canary_weight(fast_stack) == 0 and state.read_weights(fast_stack.state_dir).mirror == 0
+    assert not traffic.failed, traffic.failed
 
 
 @pytest.fixture(scope="module")

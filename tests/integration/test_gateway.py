@@ -27,6 +27,7 @@ import pytest
 from opsconductor.gateway.settings import JwtSettings
 from opsconductor.automation.v1 import automation_pb2, automation_pb2_grpc
 from tests.support.gateway import Gateway, start_gateway
+from tests.support.metrics import metric
 from tests.support.procs import BIN, wait_for
 from opsconductor.stack.replica import ServicePair, service_pair
 from services.common.names import AUTOMATION_SERVICE
@@ -103,6 +104,38 @@ def call_many(stub, count: int, metadata=(), window: int = 32) -> collections.Co
                 counts[error.code().name] += 1
         done += len(batch)
     return counts
+
+
+def test_mirrored_calls_reach_the_canary_but_the_caller_only_sees_stables_reply(pools, stub, weights):
+    def mirrored() -> float:
+        return metric(pools.canary.automation_metrics, "ai_mirrored_requests_total", status="OK")
+
+    def served(pool: ServicePair) -> float:
+        return metric(pool.automation_metrics, "ai_requests_total", tool="echo", status="OK")
+
+    tools = stub.ListTools(automation_pb2.ListToolsRequest(), timeout=10).tools
+    assert tools and all(tool.read_only for tool in tools), "every catalogue tool may run from a copy"
+    weights(100, 0, mirror=100)
+    before, canary_before, stable_before = mirrored(), served(pools.canary), served(pools.stable)
+    assert call_many(stub, 40) == {"stable": 40}, "the caller never gets the canary's answer"
+    # The copies go on after the callers' replies: wait until the canary has served every one.
+    wait_for(lambda: mirrored() - before >= 40, 10, "the canary to serve the 40 mirrored copies")
+    assert served(pools.canary) - canary_before == 40 and served(pools.stable) - stable_before == 40
+    # Pinned to stable: stable's reply, and a copy on the canary too.
+    assert call_many(stub, 5, (("x-canary", "never"),)) == {"stable": 5}
+    wait_for(lambda: mirrored() - before >= 45, 10, "the canary to serve the 5 copies of pinned calls")
+    # Pinned to the canary: run there once, never copied; and a caller cannot mark its own call
+    # as a mirrored copy (the gateway removes the mark).
+    assert call_many(stub, 5, (("x-canary", "always"), ("x-opsconductor-mirrored", "1"))) == {"canary": 5}
+    wait_for(lambda: served(pools.canary) - canary_before >= 50, 10, "the canary to serve the pinned calls")
+    assert mirrored() - before == 45 and served(pools.canary) - canary_before == 50
+    weights(100, 0)  # mirroring off again: the canary gets nothing
+    settled = served(pools.canary)
+    assert call_many(stub, 20) == {"stable": 20}
+    # A pinned call after them, as a barrier: copies of those 20 would have arrived by its end.
+    assert call_many(stub, 1, (("x-canary", "always"),)) == {"canary": 1}
+    wait_for(lambda: served(pools.canary) > settled, 10, "the canary to serve the pinned call")
+    assert served(pools.stable) - stable_before == 65 and served(pools.canary) == settled + 1
 
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess:

@@ -73,7 +73,9 @@ def test_a_change_applies_the_weights_configmap_with_kubectl(kubectl, args, cont
     assert [call["argv"] for call in calls] == [[*context, "--namespace", namespace, "apply", "--filename", "-"]]
     manifest = applied(calls[0])
     assert manifest["metadata"] == {**yaml.safe_load(COMMITTED.read_text())["metadata"], "namespace": namespace}
-    assert manifest["data"] == {f"routing.automation.{pool}": value for pool, value in weights.items()}
+    # A change of the weights turns mirroring to the canary off, as it does locally.
+    assert manifest["data"] == {**{f"routing.automation.{pool}": value for pool, value in weights.items()},
+                                "routing.automation.mirror": "0"}
     result = json.loads(done.stdout)
     assert result["weights"] == {pool: int(value) for pool, value in weights.items()}
     assert result["kubernetes"]["command"] == " ".join(["kubectl", *context, "--namespace", namespace,

@@ -49,9 +49,10 @@ class Gateway:
     def runtime_dir(self) -> Path:
         return Path(self.settings.runtime_dir)
 
-    def set_weights(self, stable: object, canary: object) -> Weights:
-        """Publishes the split to the weights layer this gateway reads; returns once it applies it."""
-        weights = validate_weights(stable, canary)
+    def set_weights(self, stable: object, canary: object, mirror: object = 0) -> Weights:
+        """Publishes the split (and the share mirrored to the canary) to the weights layer this
+        gateway reads; returns once it applies it."""
+        weights = validate_weights(stable, canary, mirror)
         runtime.publish(self.runtime_dir, weights)
         wait_applied([self.admin], weights)
         return weights

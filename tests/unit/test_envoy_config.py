@@ -105,7 +105,7 @@ def test_weighted_route_splits_90_10_by_default_under_runtime_keys():
                                     {"name": "canary", "weight": 10}]
     static = config["layered_runtime"]["layers"]
     assert {k: v for k, v in static[0]["static_layer"].items() if k.startswith("routing.")} == {
-        "routing.automation.stable": 90, "routing.automation.canary": 10}
+        "routing.automation.stable": 90, "routing.automation.canary": 10, "routing.automation.mirror": 0}
     assert not any("admin_layer" in layer for layer in static), "one process's override would split replicas"
 
 
@@ -307,7 +307,7 @@ def test_the_weights_layer_is_swapped_whole_and_holds_one_generation(tmp_path):
     assert runtime.read(tmp_path) == Weights(100, 0)
     assert (tmp_path / runtime.DATA_LINK).is_symlink() and not first.exists()
     assert sorted(p.name for p in (tmp_path / runtime.DATA_LINK).iterdir()) == [
-        "routing.automation.canary", "routing.automation.stable"]
+        "routing.automation.canary", "routing.automation.mirror", "routing.automation.stable"]
     assert [p for p in tmp_path.iterdir() if p.name.startswith("..") and p.is_dir()
             and not p.is_symlink()] == [(tmp_path / runtime.DATA_LINK).resolve()]
 
@@ -461,3 +461,49 @@ def test_container_variants_send_spans_to_the_collector_by_name(variant):
 def test_tracing_settings_refuse_what_envoy_would_run_badly(kwargs):
     with pytest.raises(ValueError):
         TracingSettings(**kwargs)
+
+
+@pytest.mark.parametrize("canary_weight", [0, 10, 100])
+def test_weighted_and_stable_pinned_calls_are_mirrored_to_the_canary_hosts_by_the_layers_share(canary_weight):
+    config = render(EnvoySettings(canary_weight=canary_weight))
+    for method, pin in [(m, p) for m in ("Execute", "ListTools") for p in (None, "never")]:
+        route = route_for(config, AUTOMATION + method, {"x-canary": pin} if pin else None)["route"]
+        (mirror,) = route["request_mirror_policies"]
+        # The canary's own hosts: an aggregate would fail a copy over to stable, running it twice there.
+        assert mirror["cluster"] == "canary_pool"
+        assert mirror["runtime_fraction"] == {"default_value": {"numerator": 0, "denominator": "HUNDRED"},
+                                              "runtime_key": "routing.automation.mirror"}
+        assert mirror["request_headers_mutations"] == [{"append": {
+            "header": {"key": "x-opsconductor-mirrored", "value": "1"},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]
+        # A call pinned to the canary runs there once: a copy would run it twice.
+        assert "request_mirror_policies" not in route_for(config, AUTOMATION + method, {"x-canary": "always"})["route"]
+    listener = config["static_resources"]["listeners"][0]
+    vhost = listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]
+    assert vhost["request_headers_to_remove"] == ["x-opsconductor-mirrored"], "a caller cannot mark its call"
+
+
+def test_the_layer_carries_the_mirrored_share_and_an_older_layer_reads_as_none_mirrored(tmp_path):
+    runtime.publish(tmp_path, Weights(100, 0, mirror=20))
+    assert (tmp_path / runtime.DATA_LINK / "routing.automation.mirror").read_text() == "20"
+    assert runtime.read(tmp_path) == Weights(100, 0, 20)
+    (tmp_path / runtime.DATA_LINK / "routing.automation.mirror").unlink()
+    assert runtime.read(tmp_path) == Weights(100, 0, 0)
+    (tmp_path / runtime.DATA_LINK / "routing.automation.canary").unlink()
+    assert runtime.read(tmp_path) is None, "a missing weight is no split"
+
+
+@pytest.mark.parametrize(("weights", "mirror"), [((100, 0), -1), ((100, 0), 101), ((100, 0), "half"),
+                                               ((100, 0), True), ((100, 0), 12.5), ((90, 10), 5), ((0, 100), 100)])
+def test_a_bad_mirrored_share_never_reaches_the_layer(tmp_path, weights, mirror):
+    runtime.publish(tmp_path, Weights(100, 0, 5))
+    with pytest.raises(ValueError, match="mirrored share"):  # a canary with a weight would run copies twice
+        runtime.publish(tmp_path, Weights(*weights, mirror))  # type: ignore[arg-type]
+    assert runtime.read(tmp_path) == Weights(100, 0, 5)
+
+
+def test_the_admin_reads_the_mirrored_share_the_gateway_applies():
+    entries = {"routing.automation.stable": {"final_value": "100"}, "routing.automation.canary": {"final_value": "0"}}
+    assert CannedAdmin({"/runtime": {"entries": entries}}).weights() == Weights(100, 0, 0)
+    entries["routing.automation.mirror"] = {"final_value": "35"}
+    assert CannedAdmin({"/runtime": {"entries": entries}}).weights() == Weights(100, 0, 35)

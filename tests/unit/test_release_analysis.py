@@ -149,12 +149,22 @@ class FakeStack:
 
     def __init__(self) -> None:
         self.weights: list[int] = []
+        self.mirrors: list[int] = []  # each mirrored share set, 0 = mirroring off
+        self.changes: list[str] = []  # every change, in order
         self.promoted = self.rolled_back = False
         self.now = 0.0
 
     def actions(self) -> rollout.Actions:
-        return rollout.Actions(set_weight=self.weights.append, promote=lambda: setattr(self, "promoted", True),
-                               rollback=lambda: setattr(self, "rolled_back", True))
+        def change(what: str, then):
+            def act(*value):
+                self.changes.append(f"{what} {value[0]}" if value else what)
+                then(*value)
+            return act
+
+        return rollout.Actions(set_weight=change("weight", self.weights.append),
+                               promote=change("promote", lambda: setattr(self, "promoted", True)),
+                               rollback=change("rollback", lambda: setattr(self, "rolled_back", True)),
+                               set_mirror=change("mirror", self.mirrors.append))
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds

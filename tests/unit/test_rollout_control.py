@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from opsconductor.cli.rollout import describe
 from opsconductor.observability.prometheus import PrometheusError, duration_s
 from opsconductor.release import gate, rollout
 from opsconductor.release.analysis import CanaryCriteria, Slo, check_interval, window_for
@@ -194,6 +195,14 @@ def test_the_plot_draws_both_pools_and_the_weight(tmp_path):
     json.dumps(record)  # the record it is drawn from is plain data
 
 
+def test_the_plot_names_a_mirror_step(tmp_path):
+    result, _, _ = run({"canary": HEALTHY, "stable": HEALTHY}, mirror=30)
+    record = rollout.record(rollout.Policy(steps=(20, 100), interval_s=6.0, scrape_interval_s=1.0, mirror=30),
+                            result.steps, result.steps[0].started_at - 1, result.outcome, id=4)
+    svg = write_plot(record, tmp_path / "rollout-0004.svg").read_text()
+    assert "mirror 30 % pass" in svg and "20 % pass" in svg and record["mirror"] == 30
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("15s", 15), ("1m", 60), ("1m30s", 90), ("500ms", 0.5)])
 def test_prometheus_durations(text, seconds):
     assert duration_s(text) == seconds
@@ -215,3 +224,78 @@ def test_the_gate_judges_the_pool_asked_for(pool, code):
     query = FakePrometheus("6s", readings)
     assert gate.run_gate(query, plan, echo=lambda line: None, sleep=lambda s: None) == code
     assert query.asked and all(query._meaning[expr][0] == pool for expr in query.asked)
+
+
+# --- a mirror step -----------------------------------------------------------------------------------
+
+# During a mirror step the gateway routes no call to the canary's share; its hosts serve the copies.
+MIRRORED_EDGE = {"calls": 0.0, "served": 600.0}
+
+
+def test_a_mirror_step_comes_first_at_weight_0_and_mirroring_is_off_before_the_weights_move():
+    result, stack, output = run({"canary": HEALTHY, "stable": HEALTHY, "edge": MIRRORED_EDGE}, mirror=20)
+    assert result.promoted
+    assert stack.changes == ["mirror 20", "mirror 0", "weight 20", "weight 100", "promote"]
+    first = result.steps[0]
+    assert (first.weight, first.mirror, first.verdict) == (0, 20, "pass") and first.canary.calls == 600
+    assert "step weight 0, 20 % of calls mirrored to the canary" in output and "mirror 20 %: canary 600 calls" in output
+    assert rollout.step_data(first)["mirror"] == 20 and "m 20%" in output  # the record and the report say it
+
+
+def test_a_canary_failing_its_mirrored_calls_is_rolled_back_without_ever_getting_a_call():
+    failing = {**HEALTHY, "error_ratio": 0.2}
+    result, stack, output = run({"canary": failing, "stable": HEALTHY, "edge": MIRRORED_EDGE}, mirror=50)
+    assert result.outcome == rollout.ROLLED_BACK and stack.weights == []
+    assert stack.changes == ["mirror 50", "mirror 0", "rollback"]
+    assert result.steps[0].verdict == "fail" and "error rate 20.00 %" in output
+
+
+def test_a_mirror_step_with_no_healthy_canary_host_fails_at_the_gateway():
+    result, stack, _ = run({"canary": HEALTHY, "stable": HEALTHY, "edge": {**MIRRORED_EDGE, "healthy_hosts": 0.0}},
+                           mirror=20)
+    assert result.outcome == rollout.ROLLED_BACK and "no healthy canary host" in "; ".join(result.steps[0].reasons)
+
+
+def test_a_mirror_step_without_mirrored_calls_holds_then_fails_at_the_hold_timeout():
+    result, stack, _ = run({"canary": {"calls": 0.0}, "stable": HEALTHY, "edge": {"calls": 0.0, "served": 0.0}},
+                           mirror=20, hold_timeout_s=12.0)
+    assert result.outcome == rollout.ROLLED_BACK and result.steps[0].judged == 2
+    assert result.steps[0].reasons[-1] == "held 12 s without enough canary traffic" and stack.mirrors == [20, 0]
+
+
+def test_abort_during_a_mirror_step_turns_mirroring_off_and_rolls_back():
+    control = rollout.Control()
+    result, stack, _ = run({"canary": HEALTHY, "stable": HEALTHY}, control, mirror=20, interval_s=60.0,
+                           on_sleep=lambda now: now >= 2.0 and control.abort("aborted on request"))
+    assert result.outcome == rollout.ABORTED and stack.changes == ["mirror 20", "mirror 0", "rollback"]
+
+
+def test_a_stack_stopping_in_a_mirror_step_leaves_mirroring_to_the_restart_policy(tmp_path):
+    control = rollout.Control()
+    result, stack, _ = run({"canary": HEALTHY, "stable": HEALTHY}, control, mirror=20,
+                           on_sleep=lambda now: now >= 3 and control.stopping.set())
+    assert result.outcome == rollout.STOPPED and stack.changes == ["mirror 20"]
+    running_record(tmp_path)
+    state.write_weights(tmp_path, state.Weights(stable=100, canary=0, mirror=20))
+    rollouts.recover(tmp_path, lambda line: None)
+    assert state.read_weights(tmp_path) == state.Weights(stable=100, canary=0, mirror=0)
+
+
+@pytest.mark.parametrize("mirror", [101, -5, True, "20", 2.5])
+def test_the_rollout_command_checks_the_mirrored_share(mirror):
+    with pytest.raises(ValueError, match="mirror"):
+        rollouts.policy_of({"mirror": mirror, "interval_s": 60}, scrape_interval_s=15.0)
+
+
+def test_the_rollout_command_builds_a_mirror_step_and_the_plan_shows_it():
+    policy = rollouts.policy_of({"mirror": 25, "steps": [50, 100], "interval_s": 8}, scrape_interval_s=2.0)
+    assert policy.mirror == 25 and policy.steps == (50, 100)
+    assert rollout.plan(policy).startswith("steps mirror 25 % at weight 0, 50 %, 100 %")
+    assert rollouts.policy_of({"interval_s": 8}, scrape_interval_s=2.0).mirror == 0
+
+
+def test_status_shows_a_mirror_step_by_its_share():
+    result, _, _ = run({"canary": HEALTHY, "stable": HEALTHY}, mirror=20)
+    policy = rollout.Policy(steps=(20, 100), interval_s=6.0, scrape_interval_s=1.0, mirror=20)
+    text = describe(rollout.record(policy, result.steps, result.steps[0].started_at, result.outcome, id=5))
+    assert "steps mirror 20 %, 20 %, 100 %" in text and "  mirror 20 %: pass" in text and "   20 %: pass" in text

@@ -23,7 +23,7 @@ from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.runner import ToolRunner
 from services.pipeline.selector import KeywordSelector
 from services.pipeline.servicer import PipelineServicer
-from services.pipeline.tools import CATALOGUE, ToolContext
+from services.pipeline.tools import CATALOGUE, Tool, ToolContext
 from tests.unit.fakes import Aborted, FakeContext, FakeResolver
 
 
@@ -33,9 +33,11 @@ class FakePipeline:
     def __init__(self, outcome) -> None:
         self.outcome = outcome
         self.calls: list[tuple[pipeline_pb2.ExecuteRequest, str, float]] = []
+        self.mirrored: list[bool] = []
 
-    async def execute(self, request, trace_id, timeout_s):
+    async def execute(self, request, trace_id, timeout_s, mirrored=False):
         self.calls.append((request, trace_id, timeout_s))
+        self.mirrored.append(mirrored)
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         return self.outcome
@@ -140,11 +142,11 @@ def test_pipeline_rpc_errors_are_translated_deliberately(code, reason, expected)
 NO_FAULTS = FaultConfig(0, 0, 0)
 
 
-def pipeline_servicer(faults=NO_FAULTS, bypass=False) -> PipelineServicer:
+def pipeline_servicer(faults=NO_FAULTS, bypass=False, catalogue=CATALOGUE) -> PipelineServicer:
     egress = Egress(Allowlist(["127.0.0.0/8", "localhost"]), FakeResolver())
-    runner = ToolRunner(CATALOGUE, KeywordSelector(CATALOGUE), ToolContext(egress),
+    runner = ToolRunner(catalogue, KeywordSelector(catalogue), ToolContext(egress),
                         bypass_llm=bypass, host_platform="linux")
-    metrics = PipelineMetrics(CollectorRegistry(), [tool.name for tool in CATALOGUE], ["linux"])
+    metrics = PipelineMetrics(CollectorRegistry(), [tool.name for tool in catalogue], ["linux"])
     return PipelineServicer(runner, FaultInjector(faults), pool="canary", instance="pipe-9", metrics=metrics)
 
 
@@ -191,3 +193,56 @@ def test_pipeline_list_tools_filters_by_platform():
     assert delay.arguments[0].name == "ms" and delay.arguments[0].type == "int"
     none = asyncio.run(servicer.ListTools(pipeline_pb2.ListToolsRequest(platform="windows"), FakeContext()))
     assert list(none.tools) == []
+
+
+MIRRORED = (("x-opsconductor-mirrored", "1"),)
+
+
+def writing_tool(ran: list[str]) -> Tool:
+    """A tool that changes something (none of the catalogue's does): what a mirrored call must never run."""
+    async def restart(text, arguments, context):
+        ran.append(text)
+        return f"restarted {text}"
+
+    return Tool(name="restart_unit", description="restarts a unit", run=restart, input_hint="a unit",
+                keywords=("restart", "unit"), read_only=False)
+
+
+def test_every_catalogue_tool_says_it_is_read_only_and_list_tools_shows_it():
+    assert CATALOGUE and all(tool.read_only for tool in CATALOGUE)
+    ran: list[str] = []
+    listed = asyncio.run(pipeline_servicer(catalogue=(*CATALOGUE, writing_tool(ran))).ListTools(
+        pipeline_pb2.ListToolsRequest(), FakeContext()))
+    assert {tool.name: tool.read_only for tool in listed.tools} == {
+        **{tool.name: True for tool in CATALOGUE}, "restart_unit": False}
+
+
+@pytest.mark.parametrize("fields", [{"input": "nginx", "tool": "restart_unit"},  # named
+                                    {"input": "restart unit nginx"}])  # chosen by the selector
+def test_a_mirrored_call_never_runs_a_tool_that_is_not_read_only(fields):
+    ran: list[str] = []
+    servicer = pipeline_servicer(catalogue=(*CATALOGUE, writing_tool(ran)))
+    reply, context = pipeline_call(servicer, MIRRORED, **fields)
+    assert reply is None and context.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "restart_unit" in context.details and ran == []
+    reply, _ = pipeline_call(servicer, (), **fields)  # the caller's own call runs it
+    assert reply.tool == "restart_unit" and len(ran) == 1
+
+
+def test_a_mirrored_call_runs_read_only_tools_as_any_call():
+    reply, _ = pipeline_call(pipeline_servicer(), MIRRORED, input="sleep 1")
+    assert (reply.tool, reply.output) == ("delay", "slept 1 ms")
+
+
+def test_the_automation_passes_the_mirror_mark_on_and_counts_mirrored_calls():
+    registry = CollectorRegistry()
+    metrics = ExecuteMetrics(registry)
+    metrics.learn_tools(["echo"])
+    pipeline = FakePipeline(PONG)
+    servicer = AutomationServicer(automation_config({"INSTANCE_NAME": "auto-1"}), pipeline, metrics)
+    call(servicer, FakeContext(metadata=MIRRORED), input="ping")
+    call(servicer, FakeContext(), input="ping")
+    assert pipeline.mirrored == [True, False]
+    # Both count as the pool's calls (what a mirror step judges); one of them as a mirrored copy.
+    assert registry.get_sample_value("ai_requests_total", {"tool": "echo", "status": "OK"}) == 2
+    assert registry.get_sample_value("ai_mirrored_requests_total", {"status": "OK"}) == 1

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+opsconductor/automation/v1/automation.proto\x12\x1aopsconductor.automation.v1\"\xd1\x01\n\x0e\x45xecuteRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12L\n\targuments\x18\x05 \x03(\x0b\x32\x39.opsconductor.automation.v1.ExecuteRequest.ArgumentsEntry\x1a\x30\n\x0e\x41rgumentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb3\x01\n\x0f\x45xecuteResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x10\n\x08instance\x18\x07 \x01(\t\x12\x19\n\x11pipeline_instance\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\"$\n\x10ListToolsRequest\x12\x10\n\x08platform\x18\x01 \x01(\t\"D\n\x11ListToolsResponse\x12/\n\x05tools\x18\x01 \x03(\x0b\x32 .opsconductor.automation.v1.Tool\"\x8d\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tplatforms\x18\x03 \x03(\t\x12;\n\targuments\x18\x04 \x03(\x0b\x32(.opsconductor.automation.v1.ToolArgument\x12\x12\n\ninput_hint\x18\x05 \x01(\t\"h\n\x0cToolArgument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x15\n\rdefault_value\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t2\xe1\x01\n\x11\x41utomationService\x12\x62\n\x07\x45xecute\x12*.opsconductor.automation.v1.ExecuteRequest\x1a+.opsconductor.automation.v1.ExecuteResponse\x12h\n\tListTools\x12,.opsconductor.automation.v1.ListToolsRequest\x1a-.opsconductor.automation.v1.ListToolsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+opsconductor/automation/v1/automation.proto\x12\x1aopsconductor.automation.v1\"\xd1\x01\n\x0e\x45xecuteRequest\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12L\n\targuments\x18\x05 \x03(\x0b\x32\x39.opsconductor.automation.v1.ExecuteRequest.ArgumentsEntry\x1a\x30\n\x0e\x41rgumentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb3\x01\n\x0f\x45xecuteResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x10\n\x08trace_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\x0c\n\x04pool\x18\x06 \x01(\t\x12\x10\n\x08instance\x18\x07 \x01(\t\x12\x19\n\x11pipeline_instance\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\"$\n\x10ListToolsRequest\x12\x10\n\x08platform\x18\x01 \x01(\t\"D\n\x11ListToolsResponse\x12/\n\x05tools\x18\x01 \x03(\x0b\x32 .opsconductor.automation.v1.Tool\"\xa0\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tplatforms\x18\x03 \x03(\t\x12;\n\targuments\x18\x04 \x03(\x0b\x32(.opsconductor.automation.v1.ToolArgument\x12\x12\n\ninput_hint\x18\x05 \x01(\t\x12\x11\n\tread_only\x18\x06 \x01(\x08\"h\n\x0cToolArgument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x15\n\rdefault_value\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t2\xe1\x01\n\x11\x41utomationService\x12\x62\n\x07\x45xecute\x12*.opsconductor.automation.v1.ExecuteRequest\x1a+.opsconductor.automation.v1.ExecuteResponse\x12h\n\tListTools\x12,.opsconductor.automation.v1.ListToolsRequest\x1a-.opsconductor.automation.v1.ListToolsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,9 +44,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTOOLSRESPONSE']._serialized_start=507
   _globals['_LISTTOOLSRESPONSE']._serialized_end=575
   _globals['_TOOL']._serialized_start=578
-  _globals['_TOOL']._serialized_end=719
-  _globals['_TOOLARGUMENT']._serialized_start=721
-  _globals['_TOOLARGUMENT']._serialized_end=825
-  _globals['_AUTOMATIONSERVICE']._serialized_start=828
-  _globals['_AUTOMATIONSERVICE']._serialized_end=1053
+  _globals['_TOOL']._serialized_end=738
+  _globals['_TOOLARGUMENT']._serialized_start=740
+  _globals['_TOOLARGUMENT']._serialized_end=844
+  _globals['_AUTOMATIONSERVICE']._serialized_start=847
+  _globals['_AUTOMATIONSERVICE']._serialized_end=1072
 # @@protoc_insertion_point(module_scope)

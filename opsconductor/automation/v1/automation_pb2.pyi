@@ -62,18 +62,20 @@ class ListToolsResponse(_message.Message):
     def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ...) -> None: ...
 
 class Tool(_message.Message):
-    __slots__ = ("name", "description", "platforms", "arguments", "input_hint")
+    __slots__ = ("name", "description", "platforms", "arguments", "input_hint", "read_only")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PLATFORMS_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_HINT_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     platforms: _containers.RepeatedScalarFieldContainer[str]
     arguments: _containers.RepeatedCompositeFieldContainer[ToolArgument]
     input_hint: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., platforms: _Optional[_Iterable[str]] = ..., arguments: _Optional[_Iterable[_Union[ToolArgument, _Mapping]]] = ..., input_hint: _Optional[str] = ...) -> None: ...
+    read_only: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., platforms: _Optional[_Iterable[str]] = ..., arguments: _Optional[_Iterable[_Union[ToolArgument, _Mapping]]] = ..., input_hint: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class ToolArgument(_message.Message):
     __slots__ = ("name", "description", "required", "default_value", "type")

@@ -74,6 +74,9 @@ class Tool:
     # A tool that waits (on a timer or the network) holds its call for a while: such runs share
     # a bounded number of places per process, so they cannot crowd out the quick ones.
     waits: bool = False
+    # Only reads (a diagnostic): changes nothing on the host or elsewhere. Only such tools run
+    # from a call the gateway mirrored to the canary; a tool must say so to be one.
+    read_only: bool = False
 
     def parse_arguments(self, given: Mapping[str, str]) -> dict[str, object]:
         """Checks names, types, bounds and required arguments; fills in defaults."""

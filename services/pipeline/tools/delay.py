@@ -34,6 +34,7 @@ async def _delay(input_text: str, arguments: Mapping[str, object], _context: Too
 
 DELAY = Tool(
     name="delay",
+    read_only=True,
     description="Sleeps for the given number of milliseconds, then answers; cancelled with the call.",
     run=_delay,
     input_hint="any text; the first number is the delay in ms when the ms argument is absent",

@@ -14,6 +14,7 @@ async def _echo(input_text: str, _arguments: Mapping[str, object], _context: Too
 
 ECHO = Tool(
     name="echo",
+    read_only=True,
     description="Answers ping with pong and echoes any other text back; checks the whole chain end to end.",
     run=_echo,
     input_hint="ping, or any text",

@@ -142,6 +142,7 @@ async def _fetch(target: Target, addresses, body: Body, answer: dict[str, object
 
 HTTP_CHECK = Tool(
     name="http_check",
+    read_only=True,
     description="Fetches a URL and reports its HTTP status, latency and size (redirects not followed).",
     run=_http_check,
     input_hint="an http:// or https:// URL",

@@ -94,6 +94,7 @@ async def _tcp_check(input_text: str, arguments: Mapping[str, object], context: 
 
 DNS_LOOKUP = Tool(
     name="dns_lookup",
+    read_only=True,
     description="Resolves a host name to its IP addresses (DNS lookup, resolve, nslookup).",
     run=_dns_lookup,
     input_hint="a host name, e.g. localhost",
@@ -104,6 +105,7 @@ DNS_LOOKUP = Tool(
 )
 TCP_CHECK = Tool(
     name="tcp_check",
+    read_only=True,
     description="Checks whether a TCP port is open and how long the connection takes.",
     run=_tcp_check,
     input_hint="host:port, e.g. 127.0.0.1:3000",
