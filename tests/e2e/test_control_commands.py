@@ -82,7 +82,7 @@ def test_a_client_killed_mid_change_leaves_the_channel_working(stack):
     bypass.communicate(timeout=30)
     after = stack.cli("canary", "set", "20", "--wait", timeout=180)  # answered, not hung
     assert after.returncode == 0, after.stderr
-    assert wait_until_done(stack)["result"]["weights"] == {"stable": 80, "canary": 20}
+    assert wait_until_done(stack)["result"]["weights"] == {"stable": 80, "canary": 20, "mirror": 0}
     operations = json.loads((stack.state_dir / "operations.json").read_text())
     bypass_op = next(op for op in reversed(operations) if op["kind"] == "restart-pool")
     assert bypass_op["state"] == "succeeded"

@@ -81,7 +81,7 @@ def test_one_set_and_both_gateways_split_alike(mesh):
         counts = split(target)
         assert set(counts) == {"stable", "canary"} and sum(counts.values()) == CALLS, (name, counts)
         assert abs(counts["canary"] - HALF) <= SLACK, (name, counts)
-    assert json.loads((mesh.state_dir / "weights.json").read_text()) == {"stable": 50, "canary": 50}
+    assert json.loads((mesh.state_dir / "weights.json").read_text()) == {"stable": 50, "canary": 50, "mirror": 0}
     shown = mesh.cli("canary", "status")
     assert "gateways: envoy 50/50 · envoy-2 50/50" in shown.stdout and "do not apply" not in shown.stdout, shown
     assert json.loads(mesh.cli("canary", "status", "-o", "json").stdout)["gateways"] == {
