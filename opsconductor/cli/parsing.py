@@ -73,26 +73,25 @@ def _number(text: str) -> float:
     return value
 
 
+def _bounded(text: str, allowed, what: str) -> float:
+    """A finite number that `allowed` accepts; otherwise the one line argparse prints."""
+    value = _number(text)
+    if not allowed(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+    return value
+
+
 def seconds(text: str) -> float:
     """A duration in seconds, above zero."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
+    return _bounded(text, lambda value: value > 0, "a positive number of seconds")
 
 
 def non_negative_seconds(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds ≥ 0, not {text!r}")
-    return value
+    return _bounded(text, lambda value: value >= 0, "a number of seconds ≥ 0")
 
 
 def minutes(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of minutes, not {text!r}")
-    return value
+    return _bounded(text, lambda value: value > 0, "a positive number of minutes")
 
 
 def window(text: str) -> str:
