@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -69,7 +70,9 @@ def fake() -> Iterator[tuple[FakePrometheus, str]]:
         server.server_close()
 
 
-def _page(tmp_path: Path, prometheus_url: str, rollout_file: str = "", max_bytes: int = 1 << 20):
+@contextmanager
+def _page(tmp_path: Path, prometheus_url: str, rollout_file: str = "", max_bytes: int = 1 << 20) -> Iterator[int]:
+    """A page server on a free port (yielded), stopped afterwards."""
     (tmp_path / "dist").mkdir(exist_ok=True)
     (tmp_path / "dist" / "index.html").write_text("<!doctype html>")
     (tmp_path / "dist" / "mesh.html").write_text("<!doctype html><div id=mesh></div>")
@@ -78,19 +81,19 @@ def _page(tmp_path: Path, prometheus_url: str, rollout_file: str = "", max_bytes
     server = create_server(tmp_path / "dist", "127.0.0.1", 0, {"gatewayUrl": "http://127.0.0.1:1"}, apis)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    return server, thread
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @pytest.fixture
 def page(tmp_path: Path, fake) -> Iterator[tuple[int, FakePrometheus]]:
     state, url = fake
-    server, thread = _page(tmp_path, url)
-    try:
-        yield server.server_address[1], state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with _page(tmp_path, url) as port:
+        yield port, state
 
 
 def request(port: int, path: str, method: str = "GET") -> tuple[int, dict, float]:
@@ -194,28 +197,18 @@ def test_a_slow_prometheus_is_answered_with_a_timeout_status(page) -> None:
 
 
 def test_a_prometheus_that_is_down_is_answered_as_unreachable(tmp_path) -> None:
-    server, thread = _page(tmp_path, f"http://127.0.0.1:{free_port()}")
-    try:
-        status, data, _ = request(server.server_address[1], f"{PREFIX}/api/v1/alerts")
+    with _page(tmp_path, f"http://127.0.0.1:{free_port()}") as port:
+        status, data, _ = request(port, f"{PREFIX}/api/v1/alerts")
         assert status == 502 and data["errorType"] == "unavailable", data
         assert "127.0.0.1" not in data["error"], "no internal address in what the browser sees"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_an_answer_over_the_size_bound_is_refused(tmp_path, fake) -> None:
     state, url = fake
     state.body = b'{"status": "success", "data": "' + b"x" * 200_000 + b'"}'
-    server, thread = _page(tmp_path, url, max_bytes=100_000)
-    try:
-        status, data, _ = request(server.server_address[1], f"{PREFIX}/api/v1/query?query=up")
+    with _page(tmp_path, url, max_bytes=100_000) as port:
+        status, data, _ = request(port, f"{PREFIX}/api/v1/query?query=up")
         assert status == 502 and data["errorType"] == "too_large", data
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_prometheus_refusing_a_query_reaches_the_view_as_it_is(page) -> None:
@@ -226,14 +219,9 @@ def test_prometheus_refusing_a_query_reaches_the_view_as_it_is(page) -> None:
 
 
 def test_without_a_prometheus_every_read_says_none_is_configured(tmp_path) -> None:
-    server, thread = _page(tmp_path, "")
-    try:
-        status, data, _ = request(server.server_address[1], f"{PREFIX}/api/v1/query?query=up")
+    with _page(tmp_path, "") as port:
+        status, data, _ = request(port, f"{PREFIX}/api/v1/query?query=up")
         assert status == 503 and "configured" in data["error"], data
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_mesh_is_the_second_view_of_the_page(page) -> None:
@@ -248,9 +236,7 @@ def test_mesh_is_the_second_view_of_the_page(page) -> None:
 def test_the_rollout_state_is_served_with_its_age_and_none_is_said_plainly(tmp_path, fake) -> None:
     _, url = fake
     record = tmp_path / "rollout.json"
-    server, thread = _page(tmp_path, url, str(record))
-    port = server.server_address[1]
-    try:
+    with _page(tmp_path, url, str(record)) as port:
         assert request(port, rollout.PATH)[:2] == (200, {"running": False})
         record.write_text(json.dumps({"running": True, "weight": 50, "updated_at": time.time() - 30}))
         status, data, _ = request(port, rollout.PATH)
@@ -259,7 +245,3 @@ def test_the_rollout_state_is_served_with_its_age_and_none_is_said_plainly(tmp_p
         status, data, _ = request(port, rollout.PATH)
         assert status == 200 and not data["running"] and "not a rollout record" in data["error"]
         assert request(port, rollout.PATH, "POST")[0] == 405
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
