@@ -109,14 +109,10 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _run(self, request: dict) -> None:
         kind = request.get("command")
-        if kind not in self.control.commands:
-            self._send({"event": "error", "message": f"unknown command {kind!r}"})
+        found = self._handled(self.control.commands, request, "command")
+        if found is None:
             return
-        try:
-            description, work = self.control.commands[kind](dict(request.get("args") or {}))
-        except ValueError as error:
-            self._send({"event": "error", "message": str(error)})
-            return
+        description, work = found
         waiting = False
         while True:
             if waiting and self._client_gone():
@@ -137,16 +133,22 @@ class _Handler(socketserver.StreamRequestHandler):
             self._follow(operation.id)
 
     def _signal(self, request: dict) -> None:
+        result = self._handled(self.control.signals, request, "signal")
+        if result is not None:
+            self._send({"event": "signalled", "result": result})
+
+    def _handled(self, table: dict, request: dict, what: str):
+        """What the handler `request` names in `table` returns for its args; None once the
+        client has been told why there is none (an unknown name, bad args)."""
         name = request.get("command")
-        if name not in self.control.signals:
-            self._send({"event": "error", "message": f"unknown signal {str(name)[:64]!r}"})
-            return
+        if name not in table:
+            self._send({"event": "error", "message": f"unknown {what} {str(name)[:64]!r}"})
+            return None
         try:
-            result = self.control.signals[name](dict(request.get("args") or {}))
+            return table[name](dict(request.get("args") or {}))
         except ValueError as error:
             self._send({"event": "error", "message": str(error)})
-            return
-        self._send({"event": "signalled", "result": result})
+            return None
 
     def _follow(self, operation_id: int) -> None:
         if self.control.operations.get(operation_id) is None:

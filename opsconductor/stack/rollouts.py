@@ -24,6 +24,7 @@ from opsconductor.release.analysis import CanaryCriteria, check_interval
 from opsconductor.release.checks import run_checks
 from opsconductor.release.smoke import pinned_checks
 from opsconductor.stack import changes, state
+from opsconductor.stack.control import Signal
 from opsconductor.stack.operations import Progress, Work
 from opsconductor.stack.weights import set_canary_share
 
@@ -34,8 +35,6 @@ _LOGGER = logging.getLogger(__name__)
 MAX_INTERVAL_S = 24 * 3600.0
 MAX_MIN_CALLS = 10_000_000
 RESTART_REASON = "the stack restarted mid-rollout: rolled back to stable (restart policy)"
-
-Signal = Callable[[dict], dict]
 
 
 def policy_of(args: dict, scrape_interval_s: float) -> rollout.Policy:
